@@ -1,0 +1,9 @@
+"""Real-time video perception for driving scenes: frames in, detections, tracks and threats out."""
+
+import os
+
+# FFmpeg's own log lines (e.g. "moov atom not found") would break the one-line error contract; the
+# pipeline reports every failure itself. Must be set before cv2 is first imported; a user's value wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+__version__ = "0.1.0"

@@ -1,0 +1,200 @@
+"""Command line: `perception run SOURCE --model PATH --out DIR`.
+
+Every failure a user can fix ends as one line on stderr (`error: ...`) and a non-zero exit; whatever
+was produced before it stays on disk, flushed and closed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from perception import __version__
+from perception.config import load_config
+from perception.detect import create_detector
+from perception.errors import PerceptionError
+from perception.pipeline import Pipeline, StageError
+from perception.sinks import Annotator, DisplaySink, EventLog, Sink, VideoSink
+from perception.sources import open_source
+
+EXIT_ERROR = 1
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"perception {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", help="detect, track and time-to-collision on a video, folder, camera or stream"
+    )
+    run.add_argument("source", help="video file, image folder, camera index (0) or rtsp:// / http(s):// URL")
+    run.add_argument("--model", required=True, help="detector model (.onnx)")
+    run.add_argument(
+        "--out", required=True, type=Path, help="output folder for annotated.mp4 and events.jsonl"
+    )
+    run.add_argument("--config", help="YAML overriding configs/default.yaml")
+    run.add_argument(
+        "--mode", choices=["fast", "realtime"], help="file replay: every frame, or paced like live"
+    )
+    run.add_argument(
+        "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
+    )
+    run.add_argument("--show", action="store_true", help="show the annotated frames in a window (q to stop)")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides: dict = {}
+    if args.mode:
+        overrides["source"] = {"mode": args.mode}
+    if args.show:
+        overrides["output"] = {"show": True}
+    cfg = load_config(args.config, overrides)
+
+    source = open_source(args.source, cfg.source, fps=args.fps)
+    try:
+        detector = create_detector(args.model, cfg)
+    except BaseException:
+        source.close()
+        raise
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    labels = cfg.labels
+    print(
+        f"perception: {source.name} ({'live' if source.is_live else 'replay'}, {source.fps:g} fps) -> "
+        f"{Path(args.model).name} [{cfg.detector.backend}, {detector.layout}, "
+        f"{detector.input_hw[0]}x{detector.input_hw[1]}] -> {args.out}",
+        file=sys.stderr,
+    )
+
+    with contextlib.ExitStack() as outputs:
+        sinks: list[Sink] = []
+        events = None
+        if cfg.output.video:
+            sinks.append(
+                outputs.enter_context(
+                    contextlib.closing(
+                        VideoSink(args.out / "annotated.mp4", source.fps, cfg.output.video_fourcc)
+                    )
+                )
+            )
+        if cfg.output.show:
+            sinks.append(outputs.enter_context(contextlib.closing(DisplaySink())))
+        if cfg.output.events:
+            events = outputs.enter_context(
+                contextlib.closing(EventLog(args.out / "events.jsonl", labels, detector.class_names))
+            )
+            sinks.append(events)
+            events.event(
+                "start",
+                source=source.name,
+                live=source.is_live,
+                fps=source.fps,
+                model=str(args.model),
+                backend=cfg.detector.backend,
+                layout=detector.layout,
+                input_hw=list(detector.input_hw),
+                labels=labels,
+            )
+
+        annotate = Annotator(labels, detector.class_names) if (cfg.output.video or cfg.output.show) else None
+        progress = _progress_bar(source.frame_count)
+        pipeline = Pipeline(
+            source,
+            detector,
+            cfg,
+            sinks,
+            annotate=annotate,
+            on_frame=(lambda _r: progress.update()) if progress else None,
+        )
+        stop_signal = _install_signal_handlers(pipeline)
+        try:
+            summary = pipeline.run()
+        except StageError as exc:
+            if events is not None:
+                events.event("error", stage=exc.stage, message=_one_line(exc.error))
+            raise
+        finally:
+            if progress:
+                progress.close()
+        if events is not None:
+            events.event(
+                "end",
+                frames_grabbed=summary.frames_grabbed,
+                frames_processed=summary.frames_processed,
+                frames_dropped=summary.frames_dropped,
+                elapsed_s=round(summary.elapsed_s, 3),
+                fps=round(summary.fps, 2),
+                interrupted=summary.interrupted or bool(stop_signal),
+            )
+
+    print(
+        f"perception: {summary.frames_processed} frames in {summary.elapsed_s:.1f} s "
+        f"({summary.fps:.1f} fps), "
+        f"{summary.frames_dropped} dropped, e2e latency p50 {summary.e2e_percentile(50):.0f} ms "
+        f"p99 {summary.e2e_percentile(99):.0f} ms -> {args.out}",
+        file=sys.stderr,
+    )
+    if stop_signal:
+        return EXIT_SIGTERM if stop_signal[0] == signal.SIGTERM else EXIT_SIGINT
+    return 0
+
+
+def _progress_bar(total: int | None):
+    """A bar for file sources only (live feeds have no end); hidden when stderr is not a terminal."""
+    if total is None:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", disable=None, dynamic_ncols=True)
+
+
+def _install_signal_handlers(pipeline: Pipeline) -> list[int]:
+    """SIGINT and SIGTERM stop the pipeline cleanly instead of killing it mid-write."""
+    received: list[int] = []
+
+    def handle(signum: int, _frame) -> None:
+        received.append(signum)
+        pipeline.stop()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return received
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    if isinstance(error, PerceptionError) and text:
+        return text.splitlines()[0]
+    first = text.splitlines()[0] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+    except PerceptionError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+    except StageError as exc:
+        if os.environ.get("PERCEPTION_DEBUG"):
+            traceback.print_exception(exc.error)
+        prefix = "" if isinstance(exc.error, PerceptionError) else f"{exc.stage} stage failed: "
+        print(f"error: {prefix}{_one_line(exc.error)}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

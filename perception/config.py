@@ -1,0 +1,166 @@
+"""Configuration: `configs/default.yaml` holds every default; a user YAML overrides any subset of it.
+
+The models below deliberately have no defaults of their own, so the YAML file stays the one place where
+defaults live. Validation happens once, at load, and names the offending key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from perception.errors import PerceptionError
+
+PosFloat = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    mode: Literal["fast", "realtime"]
+    image_folder_fps: PosFloat
+    camera_buffer_size: Annotated[int, Field(ge=1, le=16)]
+    open_timeout_s: PosFloat
+
+
+class PipelineConfig(_Strict):
+    replay_queue_size: Annotated[int, Field(ge=1, le=64)]
+
+
+class DetectorConfig(_Strict):
+    backend: Literal["onnxruntime"]
+    layout: Literal["auto", "yolox", "ultralytics"]
+    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]]
+    conf_threshold: Fraction
+    nms_iou_threshold: Fraction
+    max_detections: Annotated[int, Field(ge=1, le=10000)]
+    intra_op_threads: Annotated[int, Field(ge=0, le=256)]
+
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, size: tuple[int, int]) -> tuple[int, int]:
+        if size[0] % 32 or size[1] % 32:
+            raise ValueError(f"height and width must be multiples of 32, got {list(size)}")
+        return size
+
+
+class TrackerConfig(_Strict):
+    high_score_threshold: Fraction
+    new_track_score_threshold: Fraction
+    match_iou_threshold: Fraction
+    weak_match_iou_threshold: Fraction
+    min_hits: Annotated[int, Field(ge=1, le=100)]
+    max_lost_s: PosFloat
+    position_noise: PosFloat
+    velocity_noise: PosFloat
+    measurement_noise: PosFloat
+
+
+class TTCConfig(_Strict):
+    window_s: PosFloat
+    min_samples: Annotated[int, Field(ge=2, le=1000)]
+    min_span_s: PosFloat
+    max_ttc_s: PosFloat
+
+
+class OutputConfig(_Strict):
+    video: bool
+    video_fourcc: Annotated[str, Field(min_length=4, max_length=4)]
+    events: bool
+    show: bool
+
+
+class Config(_Strict):
+    source: SourceConfig
+    pipeline: PipelineConfig
+    detector: DetectorConfig
+    classes: dict[str, list[str]]
+    tracker: TrackerConfig
+    ttc: TTCConfig
+    output: OutputConfig
+
+    @field_validator("classes")
+    @classmethod
+    def _non_empty_taxonomy(cls, classes: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not classes:
+            raise ValueError("at least one label is needed")
+        seen: dict[str, str] = {}
+        for label, names in classes.items():
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"class {name!r} is listed under both {seen[name]!r} and {label!r}")
+                seen[name] = label
+        return classes
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.classes)
+
+
+def default_config_path() -> Path:
+    """The packaged copy in a wheel install, else the repository's `configs/` (editable install)."""
+    packaged = Path(__file__).parent / "configs" / "default.yaml"
+    return packaged if packaged.is_file() else Path(__file__).parent.parent / "configs" / "default.yaml"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise PerceptionError(f"config not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise PerceptionError(f"config {path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PerceptionError(f"config {path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """Deep-merge override into base; `classes` is replaced whole so a user can drop labels."""
+    merged = dict(base)
+    for key, value in override.items():
+        if key not in base:
+            raise PerceptionError(f"unknown config key: {path}{key}")
+        if isinstance(value, dict) and isinstance(base[key], dict) and key != "classes":
+            merged[key] = _merge(base[key], value, f"{path}{key}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{key}: {err['msg']}{shown}{more}"
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load defaults, apply a user file and then explicit overrides (e.g. from CLI flags), validate."""
+    data = _read_yaml(default_config_path())
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            data = _merge(data, _read_yaml(Path(path)))
+        except PerceptionError as exc:
+            msg = str(exc)
+            raise PerceptionError(msg if msg.startswith("config") else f"config {path}: {msg}") from None
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise PerceptionError(f"config {source}: {_format_error(exc)}") from None

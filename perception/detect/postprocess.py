@@ -1,0 +1,223 @@
+"""Pre- and post-processing shared by every detector backend: letterbox, decode per layout, NMS, taxonomy.
+
+Two output layouts cover the YOLO models users bring:
+- `yolox`: raw heads, N x A x (5 + nc): (cx, cy, w, h) in grid units, objectness, class scores;
+  input BGR 0..255, padded at bottom/right.
+- `ultralytics`: YOLOv8/YOLO11 exports, 1 x (4 + nc) x A: (cx, cy, w, h) in input pixels, class scores;
+  input RGB 0..1, padded evenly on both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from perception.errors import PerceptionError
+from perception.types import Detections
+
+# fmt: off
+COCO_NAMES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+)
+# fmt: on
+
+PAD_VALUE = 114
+YOLOX_STRIDES = (8, 16, 32)
+
+
+@dataclass(frozen=True, slots=True)
+class InputFormat:
+    """How a layout's models expect their input tensor."""
+
+    rgb: bool
+    scale: float
+    pad_center: bool
+
+
+INPUT_FORMATS = {
+    "yolox": InputFormat(rgb=False, scale=1.0, pad_center=False),
+    "ultralytics": InputFormat(rgb=True, scale=1.0 / 255.0, pad_center=True),
+}
+
+
+class Letterbox:
+    """Resize-and-pad into a reused NCHW float32 tensor; maps boxes back to frame pixels.
+
+    Buffers are allocated once per frame size, so the hot path only resizes and converts.
+    """
+
+    def __init__(self, input_hw: tuple[int, int], fmt: InputFormat) -> None:
+        self.input_hw = input_hw
+        self.fmt = fmt
+        self.tensor = np.empty((1, 3, *input_hw), np.float32)
+        self._padded = np.full((*input_hw, 3), PAD_VALUE, np.uint8)
+        self._frame_hw: tuple[int, int] | None = None
+        self.ratio = 1.0
+        self.offset_xy = (0, 0)
+
+    def _fit(self, frame_hw: tuple[int, int]) -> None:
+        in_h, in_w = self.input_hw
+        self.ratio = min(in_h / frame_hw[0], in_w / frame_hw[1])
+        new_h, new_w = round(frame_hw[0] * self.ratio), round(frame_hw[1] * self.ratio)
+        pad_x, pad_y = (in_w - new_w) // 2, (in_h - new_h) // 2
+        self.offset_xy = (pad_x, pad_y) if self.fmt.pad_center else (0, 0)
+        self._padded[:] = PAD_VALUE
+        x0, y0 = self.offset_xy
+        self._view = self._padded[y0 : y0 + new_h, x0 : x0 + new_w]
+        self._frame_hw = frame_hw
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        frame_hw = image.shape[:2]
+        if frame_hw != self._frame_hw:
+            self._fit(frame_hw)
+        cv2.resize(image, self._view.shape[1::-1], dst=self._view, interpolation=cv2.INTER_LINEAR)
+        chw = self._padded.transpose(2, 0, 1)
+        if self.fmt.rgb:
+            chw = chw[::-1]
+        np.multiply(chw, np.float32(self.fmt.scale), out=self.tensor[0], casting="unsafe")
+        return self.tensor
+
+    def to_frame(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """Input-tensor pixels to frame pixels, in place, clipped to the frame."""
+        x0, y0 = self.offset_xy
+        boxes_xyxy -= np.array([x0, y0, x0, y0], np.float32)
+        boxes_xyxy /= self.ratio
+        h, w = self._frame_hw
+        np.clip(boxes_xyxy, 0, [w, h, w, h], out=boxes_xyxy)
+        return boxes_xyxy
+
+
+def yolox_grid(input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor-cell offsets (A, 2) and strides (A, 1) of YOLOX's three heads, in output order."""
+    grids, strides = [], []
+    for stride in YOLOX_STRIDES:
+        gh, gw = input_hw[0] // stride, input_hw[1] // stride
+        ys, xs = np.mgrid[0:gh, 0:gw]
+        grids.append(np.stack((xs, ys), -1).reshape(-1, 2))
+        strides.append(np.full((gh * gw, 1), stride))
+    return np.concatenate(grids).astype(np.float32), np.concatenate(strides).astype(np.float32)
+
+
+def _cxcywh_to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
+    half = cxcywh[:, 2:4] * 0.5
+    return np.concatenate((cxcywh[:, :2] - half, cxcywh[:, :2] + half), axis=1)
+
+
+def decode_yolox(
+    raw: np.ndarray, grid: np.ndarray, strides: np.ndarray, conf_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, 5 + nc) raw head output -> boxes xyxy in input pixels, scores, class ids above threshold."""
+    # score = objectness * class score <= objectness, so filtering on objectness first is exact and cheap.
+    candidates = np.flatnonzero(raw[:, 4] > conf_threshold)
+    rows = raw[candidates]
+    class_ids = rows[:, 5:].argmax(1)
+    scores = rows[:, 4] * rows[np.arange(len(rows)), 5 + class_ids]
+    keep = scores > conf_threshold
+    rows, class_ids, scores, cells = rows[keep], class_ids[keep], scores[keep], candidates[keep]
+    stride = strides[cells]
+    cxcywh = np.concatenate(((rows[:, :2] + grid[cells]) * stride, np.exp(rows[:, 2:4]) * stride), axis=1)
+    return _cxcywh_to_xyxy(cxcywh), scores, class_ids
+
+
+def decode_ultralytics(raw: np.ndarray, conf_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(4 + nc, A) output -> boxes xyxy in input pixels, scores, class ids above threshold."""
+    class_scores = raw[4:]
+    best = class_scores.max(0)
+    cells = np.flatnonzero(best > conf_threshold)
+    class_ids = class_scores[:, cells].argmax(0)
+    return _cxcywh_to_xyxy(raw[:4, cells].T), best[cells], class_ids
+
+
+def detect_layout(output_shape: Sequence[int | str | None], num_classes: int | None = None) -> str:
+    """Tell the layout from the output shape: the class axis is the short one (5 + nc or 4 + nc)."""
+    if len(output_shape) != 3:
+        raise PerceptionError(f"unsupported model output shape {list(output_shape)}: expected 3 dimensions")
+    dim1, dim2 = output_shape[1], output_shape[2]
+    if isinstance(dim2, int) and (not isinstance(dim1, int) or dim2 < dim1):
+        if dim2 < 6:
+            raise PerceptionError(
+                f"unsupported model output shape {list(output_shape)}: too few columns for "
+                "N x A x (5+nc) (YOLOX) or 1 x (4+nc) x A (Ultralytics)"
+            )
+        return "yolox"
+    if isinstance(dim1, int) and dim1 >= 5:
+        return "ultralytics"
+    raise PerceptionError(
+        f"unsupported model output shape {list(output_shape)}: expected N x A x (5+nc) (YOLOX) "
+        "or 1 x (4+nc) x A (Ultralytics)"
+    )
+
+
+class Taxonomy:
+    """Maps the model's classes onto driving labels with one lookup table."""
+
+    def __init__(self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str]) -> None:
+        self.labels = list(classes)
+        self.class_names = list(class_names)
+        index = {name: i for i, name in enumerate(class_names)}
+        self.lut = np.full(len(class_names), -1, np.int32)
+        for label_id, (label, names) in enumerate(classes.items()):
+            for name in names:
+                if name not in index:
+                    raise PerceptionError(f"config classes.{label}: {name!r} is not a class of the model")
+                self.lut[index[name]] = label_id
+
+
+def nms_by_label(
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    label_ids: np.ndarray,
+    iou_threshold: float,
+    max_detections: int,
+) -> np.ndarray:
+    """Indices kept by NMS run separately per driving label, best first.
+
+    Per label, not per COCO class: a car and a truck box on the same vehicle are one object to track.
+    """
+    if len(scores) == 0:
+        return np.zeros(0, np.int64)
+    xywh = boxes_xyxy.copy()
+    xywh[:, 2:] -= xywh[:, :2]
+    keep = cv2.dnn.NMSBoxesBatched(xywh, scores, label_ids, 0.0, iou_threshold)
+    keep = np.asarray(keep, np.int64).reshape(-1)
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    return keep[:max_detections]
+
+
+def finish_detections(
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    taxonomy: Taxonomy,
+    letterbox: Letterbox,
+    iou_threshold: float,
+    max_detections: int,
+) -> Detections:
+    """Drop classes outside the taxonomy, NMS, map boxes to frame pixels."""
+    label_ids = taxonomy.lut[class_ids]
+    wanted = label_ids >= 0
+    boxes_xyxy = boxes_xyxy[wanted].astype(np.float32, copy=False)
+    scores = scores[wanted].astype(np.float32, copy=False)
+    label_ids = label_ids[wanted]
+    keep = nms_by_label(boxes_xyxy, scores, label_ids, iou_threshold, max_detections)
+    frame_boxes = letterbox.to_frame(boxes_xyxy[keep])
+    # A box that lay in the padding is empty once clipped to the frame: nothing to track there.
+    visible = (frame_boxes[:, 2] > frame_boxes[:, 0]) & (frame_boxes[:, 3] > frame_boxes[:, 1])
+    keep = keep[visible]
+    return Detections(
+        boxes_xyxy=frame_boxes[visible],
+        scores=scores[keep],
+        class_ids=class_ids[wanted][keep].astype(np.int32, copy=False),
+        label_ids=label_ids[keep],
+    )

@@ -1,0 +1,242 @@
+"""Pipeline: grab -> detect -> track+TTC -> sinks, each stage a thread, joined by bounded queues.
+
+Latency policy lives in one place, the queue between grab and detect: for a live source it holds only
+the newest frame (older ones are dropped and counted), so the detector never works on a backlog; for
+a file in fast mode it is a small blocking queue, so every frame is processed. Later queues are small
+and blocking: tracking and sinks are cheaper than detection and never build a backlog of their own.
+
+Stopping: a source that ends, a stage that fails, Ctrl-C/SIGTERM or a user closing the window all
+lead to the same orderly shutdown. The caller owns the sinks and closes them after `run` returns or
+raises, which happens only once the sink stage has finished writing.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from perception.config import Config
+from perception.detect import Detector
+from perception.sinks import Sink, StopRequested
+from perception.sources import Source
+from perception.track import Tracker
+from perception.ttc import TTCEstimator
+from perception.types import FrameResult
+
+_END = object()  # end-of-stream marker, passed down through every queue
+_POLL_S = 0.05
+
+
+class LatestQueue:
+    """A one-slot queue where put never blocks: a new item replaces an unread one (counted as dropped).
+
+    The end marker is never replaced, so the consumer always learns that the stream ended.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._full = False
+        self.dropped = 0
+
+    def put(self, item: Any, timeout: float | None = None) -> None:
+        with self._cond:
+            if self._full:
+                if self._item is _END:
+                    return
+                self.dropped += 1
+            self._item, self._full = item, True
+            self._cond.notify()
+
+    def get(self, timeout: float | None = None) -> Any:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._full, timeout):
+                raise queue.Empty
+            item, self._item, self._full = self._item, None, False
+            return item
+
+
+@dataclass
+class RunSummary:
+    frames_grabbed: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    e2e_ms: list[float] = field(default_factory=list)  # recent samples only (bounded)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def e2e_percentile(self, q: float) -> float:
+        return float(np.percentile(self.e2e_ms, q)) if self.e2e_ms else float("nan")
+
+
+class StageError(Exception):
+    """Wraps the first error raised in a stage thread, naming the stage."""
+
+    def __init__(self, stage: str, error: BaseException) -> None:
+        super().__init__(f"{stage}: {error}")
+        self.stage = stage
+        self.error = error
+
+
+class Pipeline:
+    """Runs one source through detector, tracker and TTC into the given sinks."""
+
+    LATENCY_SAMPLES = 4096
+
+    def __init__(
+        self,
+        source: Source,
+        detector: Detector,
+        cfg: Config,
+        sinks: Sequence[Sink],
+        annotate: Callable[[FrameResult], Any] | None = None,
+        on_frame: Callable[[FrameResult], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.detector = detector
+        self.cfg = cfg
+        self.sinks = list(sinks)
+        self.annotate = annotate
+        self.on_frame = on_frame
+        self.tracker = Tracker(cfg.tracker)
+        self.ttc = TTCEstimator(cfg.ttc)
+        size = cfg.pipeline.replay_queue_size
+        self._grabbed: LatestQueue | queue.Queue = LatestQueue() if source.is_live else queue.Queue(size)
+        self._detected: queue.Queue = queue.Queue(2)
+        self._tracked: queue.Queue = queue.Queue(2)
+        self._stop = threading.Event()
+        self._errors: list[StageError] = []
+        self._summary = RunSummary()
+        self._e2e = np.zeros(self.LATENCY_SAMPLES)
+
+    def stop(self) -> None:
+        """Ask every stage to finish; safe from any thread or a signal handler."""
+        self._stop.set()
+
+    # -- queue helpers that give up when the run is stopping ------------------------------------------
+    def _put(self, q: LatestQueue | queue.Queue, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _get(self, q: LatestQueue | queue.Queue) -> Any:
+        while not self._stop.is_set():
+            try:
+                return q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return _END
+
+    # -- stages -----------------------------------------------------------------------------------------
+    def _grab(self) -> None:
+        try:
+            while not self._stop.is_set():
+                t0 = time.monotonic_ns()
+                frame = self.source.read()
+                if frame is None:
+                    break
+                self._summary.frames_grabbed += 1
+                self._put(self._grabbed, (frame, {"grab": (time.monotonic_ns() - t0) / 1e6}))
+        finally:
+            self.source.close()
+
+    def _detect(self) -> None:
+        while (item := self._get(self._grabbed)) is not _END:
+            frame, latency_ms = item
+            t0 = time.monotonic_ns()
+            latency_ms["wait"] = (t0 - frame.capture_ns) / 1e6
+            detections = self.detector.detect(frame.image)
+            latency_ms["detect"] = (time.monotonic_ns() - t0) / 1e6
+            if not self._put(self._detected, (frame, detections, latency_ms)):
+                return
+
+    def _track(self) -> None:
+        while (item := self._get(self._detected)) is not _END:
+            frame, detections, latency_ms = item
+            t0 = time.monotonic_ns()
+            tracks = self.tracker.update(detections, frame.source_ts_s)
+            h, w = frame.image.shape[:2]
+            np.clip(tracks.boxes_xyxy, 0, (w, h, w, h), out=tracks.boxes_xyxy)  # filtered boxes can overshoot
+            t1 = time.monotonic_ns()
+            tracks.ttc_s = self.ttc.update(tracks, frame.source_ts_s, (h, w))
+            latency_ms["track"] = (t1 - t0) / 1e6
+            latency_ms["ttc"] = (time.monotonic_ns() - t1) / 1e6
+            if not self._put(self._tracked, FrameResult(frame, detections, tracks, latency_ms)):
+                return
+
+    def _sink(self) -> None:
+        try:
+            while (result := self._get(self._tracked)) is not _END:
+                t0 = time.monotonic_ns()
+                result.latency_ms["e2e"] = (t0 - result.frame.capture_ns) / 1e6
+                if self.annotate is not None:
+                    self.annotate(result)
+                for sink in self.sinks:
+                    sink.write(result)
+                n = self._summary.frames_processed
+                self._e2e[n % self.LATENCY_SAMPLES] = result.latency_ms["e2e"]
+                self._summary.frames_processed = n + 1
+                if self.on_frame is not None:
+                    self.on_frame(result)
+        except StopRequested:
+            self._summary.interrupted = True
+            self._stop.set()
+
+    def _stage(self, name: str, body: Callable[[], None], downstream: queue.Queue | None) -> threading.Thread:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as exc:  # noqa: BLE001 - any stage failure must end the whole run
+                self._errors.append(StageError(name, exc))
+                if name != "grab":  # a failed source still lets the frames already grabbed drain
+                    self._stop.set()
+            finally:
+                if downstream is not None:
+                    self._put(downstream, _END)
+
+        return threading.Thread(target=run, name=f"perception-{name}", daemon=True)
+
+    def run(self) -> RunSummary:
+        """Run to the end of the source (or until stopped). Raises the first stage error, if any."""
+        threads = [
+            self._stage("grab", self._grab, self._grabbed),
+            self._stage("detect", self._detect, self._detected),
+            self._stage("track", self._track, self._tracked),
+            self._stage("sink", self._sink, None),
+        ]
+        start = time.monotonic()
+        for thread in threads:
+            thread.start()
+        try:
+            while threads[-1].is_alive():
+                threads[-1].join(timeout=0.1)
+        except KeyboardInterrupt:
+            self._summary.interrupted = True
+            self._stop.set()
+            threads[-1].join()  # the sink stage closes the outputs; let it finish
+        finally:
+            self._stop.set()
+            for thread in threads[:-1]:
+                thread.join(timeout=2.0)
+        summary = self._summary
+        summary.elapsed_s = time.monotonic() - start
+        if isinstance(self._grabbed, LatestQueue):
+            summary.frames_dropped = self._grabbed.dropped
+        summary.e2e_ms = self._e2e[: min(summary.frames_processed, self.LATENCY_SAMPLES)].tolist()
+        if self._errors:
+            raise self._errors[0]
+        return summary

@@ -1,0 +1,180 @@
+"""Sinks: where per-frame results go. Every sink flushes as it goes and closes cleanly, so a run that
+stops early (error, Ctrl-C) still leaves a playable video and a complete event log up to that frame."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import cv2
+import numpy as np
+
+from perception.errors import PerceptionError
+from perception.types import FrameResult
+
+# BGR colours by driving label; labels not listed get a colour from their index.
+LABEL_COLOURS = {
+    "pedestrian": (60, 60, 255),
+    "cyclist": (0, 165, 255),
+    "vehicle": (80, 200, 60),
+    "traffic_light": (0, 230, 255),
+    "traffic_sign": (255, 80, 200),
+    "obstacle": (255, 200, 0),
+}
+_FALLBACK_COLOURS = [(200, 200, 200), (255, 255, 0), (128, 0, 255), (0, 128, 255)]
+
+
+class Sink(Protocol):
+    def write(self, result: FrameResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StopRequested(Exception):
+    """Raised by an interactive sink when the user asks to stop (e.g. presses q)."""
+
+
+class Annotator:
+    """Draws tracks onto the frame image in place: the frame is not used after the sinks."""
+
+    def __init__(self, labels: Sequence[str], class_names: Sequence[str]) -> None:
+        self.labels = list(labels)
+        self.class_names = list(class_names)
+        self.colours = [
+            LABEL_COLOURS.get(label, _FALLBACK_COLOURS[i % len(_FALLBACK_COLOURS)])
+            for i, label in enumerate(self.labels)
+        ]
+
+    def __call__(self, result: FrameResult) -> np.ndarray:
+        image = result.frame.image
+        tracks = result.tracks
+        boxes = np.round(tracks.boxes_xyxy).astype(np.int32)
+        for box, track_id, label_id, ttc_s in zip(
+            boxes, tracks.ids, tracks.label_ids, tracks.ttc_s, strict=True
+        ):
+            colour = self.colours[label_id]
+            x1, y1, x2, y2 = box.tolist()
+            cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2, cv2.LINE_AA)
+            text = f"{self.labels[label_id]} #{track_id}"
+            if not math.isnan(ttc_s):
+                text += f" TTC {ttc_s:.1f}s"
+            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+            ty = max(y1, th + 4)
+            cv2.rectangle(image, (x1, ty - th - 4), (x1 + tw + 4, ty), colour, -1)
+            cv2.putText(
+                image, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+            )
+        e2e_ms = result.latency_ms.get("e2e", 0.0)
+        hud = f"frame {result.frame.index}  tracks {len(tracks)}  e2e {e2e_ms:.0f} ms"
+        (tw, th), _ = cv2.getTextSize(hud, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(image, (0, 0), (tw + 12, th + 12), (0, 0, 0), -1)
+        cv2.putText(image, hud, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        return image
+
+
+class VideoSink:
+    """annotated.mp4 at the source's frame rate; the size is fixed by the first frame."""
+
+    def __init__(self, path: Path, fps: float, fourcc: str) -> None:
+        self.path = path
+        self.fps = fps
+        self.fourcc = fourcc
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+        self.frames_written = 0
+
+    def write(self, result: FrameResult) -> None:
+        image = result.frame.image
+        size = (image.shape[1], image.shape[0])
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(
+                str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size
+            )
+            if not self._writer.isOpened():
+                self._writer = None
+                raise PerceptionError(f"cannot write video {self.path} with codec {self.fourcc!r}")
+            self._size = size
+        if size != self._size:  # a stream that changed resolution mid-run: keep one playable file
+            image = cv2.resize(image, self._size)
+        self._writer.write(image)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class EventLog:
+    """events.jsonl: one JSON object per line, each with a `type`. Flushed per line."""
+
+    def __init__(self, path: Path, labels: Sequence[str], class_names: Sequence[str]) -> None:
+        self.path = path
+        self.labels = list(labels)
+        self.class_names = list(class_names)
+        self._file: IO[str] | None = path.open("w", encoding="utf-8")
+
+    def event(self, kind: str, **fields: Any) -> None:
+        if self._file is None:
+            return
+        self._file.write(json.dumps({"type": kind, **fields}, allow_nan=False) + "\n")
+        self._file.flush()
+
+    def write(self, result: FrameResult) -> None:
+        tracks = result.tracks
+        ttc = np.round(tracks.ttc_s.astype(np.float64), 3)
+        ttc_list = [None if math.isnan(v) else v for v in ttc.tolist()]
+        boxes = np.round(tracks.boxes_xyxy.astype(np.float64), 1).tolist()
+        scores = np.round(tracks.scores.astype(np.float64), 3).tolist()
+        track_rows = [
+            {
+                "id": track_id,
+                "label": self.labels[label_id],
+                "class": self.class_names[class_id],
+                "box": box,
+                "score": score,
+                "ttc_s": ttc_s,
+            }
+            for track_id, label_id, class_id, box, score, ttc_s in zip(
+                tracks.ids.tolist(),
+                tracks.label_ids.tolist(),
+                tracks.class_ids.tolist(),
+                boxes,
+                scores,
+                ttc_list,
+                strict=True,
+            )
+        ]
+        self.event(
+            "frame",
+            frame=result.frame.index,
+            capture_ns=result.frame.capture_ns,
+            source_ts_s=round(result.frame.source_ts_s, 6),
+            latency_ms={k: round(v, 3) for k, v in result.latency_ms.items()},
+            detections=len(result.detections),
+            tracks=track_rows,
+        )
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class DisplaySink:
+    """An OpenCV window; q or Esc stops the run."""
+
+    WINDOW = "perception"
+
+    def write(self, result: FrameResult) -> None:
+        cv2.imshow(self.WINDOW, result.frame.image)
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            raise StopRequested
+
+    def close(self) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.WINDOW)

@@ -1,0 +1,178 @@
+"""Frame sources behind one interface: video file, image folder, camera index, rtsp/http stream.
+
+A source only produces frames; pacing decides how: a live source (camera, stream, or a file replayed
+in `realtime` mode) produces frames at its own rate whether or not anyone keeps up, and the pipeline
+keeps only the newest. A file in `fast` mode produces each frame when asked, so none is lost.
+"""
+
+from __future__ import annotations
+
+import configparser
+import time
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+
+from perception.config import SourceConfig
+from perception.errors import PerceptionError
+from perception.types import Frame
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class Source(Protocol):
+    name: str
+    is_live: bool  # frames arrive at the source's pace; the pipeline drops what it cannot keep up with
+    fps: float  # nominal rate, used for output video and pacing
+    frame_count: int | None  # known for files, None for live feeds
+
+    def read(self) -> Frame | None:
+        """The next frame, or None at the end of the stream."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _Pacer:
+    """Holds each frame back until its timestamp is due, measured from the first frame."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._origin_ns: int | None = None
+
+    def wait(self, source_ts_s: float) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic_ns()
+        if self._origin_ns is None:
+            self._origin_ns = now - int(source_ts_s * 1e9)
+            return
+        delay_ns = self._origin_ns + int(source_ts_s * 1e9) - now
+        if delay_ns > 0:
+            time.sleep(delay_ns / 1e9)
+
+
+class VideoFileSource:
+    def __init__(self, path: Path, realtime: bool) -> None:
+        self.name = str(path)
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            raise PerceptionError(
+                f"cannot open video {path}: not a video file, or a format OpenCV cannot read"
+            )
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 25.0
+        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 else None
+        self.is_live = realtime
+        self._pacer = _Pacer(realtime)
+        self._index = 0
+
+    def read(self) -> Frame | None:
+        ok, image = self._cap.read()
+        if not ok:
+            return None
+        pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        source_ts_s = pos_ms / 1000.0 if pos_ms > 0 or self._index == 0 else self._index / self.fps
+        self._pacer.wait(source_ts_s)
+        frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def _folder_fps(folder: Path, fallback: float) -> float:
+    """MOTChallenge keeps the frame rate in seqinfo.ini beside img1/."""
+    for ini in (folder / "seqinfo.ini", folder.parent / "seqinfo.ini"):
+        if ini.is_file():
+            parser = configparser.ConfigParser()
+            parser.read(ini)
+            rate = parser.getfloat("Sequence", "frameRate", fallback=0.0)
+            if rate > 0:
+                return rate
+    return fallback
+
+
+class ImageFolderSource:
+    def __init__(self, folder: Path, fps: float | None, fallback_fps: float, realtime: bool) -> None:
+        self.name = str(folder)
+        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self._files:
+            raise PerceptionError(
+                f"no images in folder {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        self.fps = fps or _folder_fps(folder, fallback_fps)
+        self.frame_count = len(self._files)
+        self.is_live = realtime
+        self._pacer = _Pacer(realtime)
+        self._index = 0
+
+    def read(self) -> Frame | None:
+        if self._index >= len(self._files):
+            return None
+        path = self._files[self._index]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise PerceptionError(f"cannot read image {path}")
+        source_ts_s = self._index / self.fps
+        self._pacer.wait(source_ts_s)
+        frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        self._files = []
+
+
+class LiveCaptureSource:
+    """A camera index or a network stream: frames come at the device's pace, stamped on arrival."""
+
+    def __init__(self, spec: str, cfg: SourceConfig) -> None:
+        self.name = spec
+        timeout_ms = int(cfg.open_timeout_s * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        if spec.isdigit():
+            self._cap = cv2.VideoCapture(int(spec), cv2.CAP_ANY, params)
+            what = f"camera {spec}"
+        else:
+            self._cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
+            what = f"stream {spec}"
+        if not self._cap.isOpened():
+            raise PerceptionError(
+                f"cannot open {what}: no device or no answer within {cfg.open_timeout_s:g} s"
+            )
+        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, cfg.camera_buffer_size)
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 30.0
+        self.frame_count = None
+        self.is_live = True
+        self._index = 0
+
+    def read(self) -> Frame | None:
+        ok, image = self._cap.read()
+        if not ok:
+            return None
+        capture_ns = time.monotonic_ns()
+        frame = Frame(image, self._index, capture_ns, capture_ns / 1e9)
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def open_source(spec: str, cfg: SourceConfig, fps: float | None = None) -> Source:
+    """Pick the source from the string: a digit is a camera, a URL a stream, a folder a sequence."""
+    if spec.isdigit() or spec.lower().startswith(STREAM_SCHEMES):
+        return LiveCaptureSource(spec, cfg)
+    path = Path(spec)
+    realtime = cfg.mode == "realtime"
+    if path.is_dir():
+        return ImageFolderSource(path, fps, cfg.image_folder_fps, realtime)
+    if path.is_file():
+        return VideoFileSource(path, realtime)
+    raise PerceptionError(f"source not found: {spec}")

@@ -1,0 +1,42 @@
+"""Shared fixtures. Real assets come from ../shared (or $PERCEPTION_ASSETS); nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from perception.config import Config, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", REPO.parent / "shared")).resolve()
+YOLOX_ONNX = ASSETS / "models" / "yolox_nano.onnx"
+HIGHWAY_CLIP = ASSETS / "videos" / "highway_960x540_25fps.mp4"
+MOT17_13 = ASSETS / "mot" / "MOT17-mini" / "MOT17-13-FRCNN"
+STILLS = ASSETS / "images" / "udacity_highway"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not YOLOX_ONNX.is_file():
+        raise pytest.UsageError(
+            f"test assets not found at {ASSETS}: set PERCEPTION_ASSETS to the shared folder"
+        )
+
+
+@pytest.fixture(scope="session")
+def cfg() -> Config:
+    return load_config()
+
+
+@pytest.fixture(scope="session")
+def highway_frame() -> np.ndarray:
+    """Frame 100 of the real dashcam clip (several cars ahead)."""
+    cap = cv2.VideoCapture(str(HIGHWAY_CLIP))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 100)
+    ok, image = cap.read()
+    cap.release()
+    assert ok
+    return image

@@ -1,0 +1,229 @@
+"""End to end through the real command line: real clip, real model, real files written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import HIGHWAY_CLIP, MOT17_13, YOLOX_ONNX
+
+HIGHWAY_FRAMES = 221
+
+
+def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "perception.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    """Decode the whole file: counts frames a player would show, not what the header claims."""
+    cap = cv2.VideoCapture(str(path))
+    count, size = 0, (0, 0)
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        count += 1
+        size = image.shape[:2]
+    cap.release()
+    return count, size
+
+
+def box_iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@pytest.fixture(scope="module")
+def highway_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("highway")
+    return run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", out), out
+
+
+def test_highway_run_writes_every_frame(highway_run) -> None:
+    proc, out = highway_run
+    assert proc.returncode == 0, proc.stderr
+    count, size = video_frames(out / "annotated.mp4")
+    assert count == HIGHWAY_FRAMES
+    assert size == (540, 960)
+    events = read_events(out / "events.jsonl")
+    frames = [e for e in events if e["type"] == "frame"]
+    assert [f["frame"] for f in frames] == list(range(HIGHWAY_FRAMES))
+    assert events[0]["type"] == "start" and events[-1]["type"] == "end"
+    assert events[-1]["frames_processed"] == HIGHWAY_FRAMES and events[-1]["frames_dropped"] == 0
+
+
+def test_highway_frame_lines_have_the_documented_fields(highway_run) -> None:
+    _, out = highway_run
+    frames = [e for e in read_events(out / "events.jsonl") if e["type"] == "frame"]
+    capture = [f["capture_ns"] for f in frames]
+    assert capture == sorted(capture) and len(set(capture)) == len(capture)
+    assert [f["source_ts_s"] for f in frames[:3]] == pytest.approx([0.0, 0.04, 0.08])
+    for f in frames:
+        assert set(f["latency_ms"]) >= {"grab", "detect", "track", "ttc", "e2e"}
+        assert all(v >= 0 for v in f["latency_ms"].values())
+        for t in f["tracks"]:
+            assert set(t) == {"id", "label", "class", "box", "score", "ttc_s"}
+            x1, y1, x2, y2 = t["box"]
+            assert 0 <= x1 < x2 <= 960 and 0 <= y1 < y2 <= 540
+            assert t["ttc_s"] is None or t["ttc_s"] > 0
+
+
+def test_highway_vehicles_tracked_in_nearly_every_frame(highway_run) -> None:
+    _, out = highway_run
+    frames = [e for e in read_events(out / "events.jsonl") if e["type"] == "frame"]
+    with_vehicle = sum(any(t["label"] == "vehicle" for t in f["tracks"]) for f in frames)
+    assert with_vehicle >= 0.9 * len(frames)
+    classes = Counter(t["class"] for f in frames for t in f["tracks"])
+    assert classes.most_common(1)[0][0] == "car"
+    assert "person" not in classes  # the clip has no pedestrians
+
+
+def test_highway_cars_ahead_keep_their_ids(highway_run) -> None:
+    """Follow each car ahead from frame 10 by box overlap alone (bridging short gaps) and require
+    one ID for it throughout: any ID switch or lost-and-restarted track shows up as a second ID."""
+    _, out = highway_run
+    frames = [e for e in read_events(out / "events.jsonl") if e["type"] == "frame"]
+    ahead = [
+        t
+        for t in frames[10]["tracks"]
+        if t["label"] == "vehicle" and 240 < (t["box"][0] + t["box"][2]) / 2 < 720
+    ]
+    assert len(ahead) >= 3
+    nearest = max(ahead, key=lambda t: t["box"][3])  # lowest bottom edge: closest on a flat road
+    for car in ahead:
+        last_box, last_frame, ids, seen = car["box"], 10, Counter(), 0
+        for f in frames[11:]:
+            if f["frame"] - last_frame > 12:  # gone for half a second: left the view
+                break
+            best = max(f["tracks"], key=lambda t: box_iou(t["box"], last_box), default=None)
+            if best is not None and box_iou(best["box"], last_box) > 0.3:
+                ids[best["id"]] += 1
+                last_box, last_frame, seen = best["box"], f["frame"], seen + 1
+        assert list(ids) == [car["id"]], f"car {car['id']} at {car['box']} continued as {dict(ids)}"
+        if car is nearest:
+            assert seen >= 150  # visible for most of the clip, so this is a real check
+
+
+def test_mot17_image_folder(tmp_path: Path) -> None:
+    img1 = MOT17_13 / "img1"
+    n_images = len(list(img1.glob("*.jpg")))
+    proc = run_cli("run", img1, "--model", YOLOX_ONNX, "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = read_events(tmp_path / "events.jsonl")
+    assert events[0]["fps"] == 25.0  # from seqinfo.ini beside img1/
+    frames = [e for e in events if e["type"] == "frame"]
+    assert len(frames) == n_images
+    assert [f["source_ts_s"] for f in frames[:2]] == pytest.approx([0.0, 0.04])
+    count, size = video_frames(tmp_path / "annotated.mp4")
+    assert count == n_images and size == (1080, 1920)
+    # A street seen from a car: confirmed pedestrians and vehicles once tracks have min_hits detections.
+    labels = Counter(t["label"] for f in frames[2:] for t in f["tracks"])
+    assert labels["pedestrian"] > 0 and labels["vehicle"] > 0
+    ids_last = {t["id"] for t in frames[-1]["tracks"]}
+    ids_third = {t["id"] for t in frames[2]["tracks"]}
+    assert len(ids_last & ids_third) >= 3  # the same objects keep their IDs across the sequence
+
+
+def test_realtime_replay_drops_frames_it_cannot_keep_up_with(tmp_path: Path) -> None:
+    """A 2 s cut of the real clip, replayed at its own pace through a detector made too slow for
+    25 fps by a large input: the newest frame wins, older ones are dropped and counted."""
+    clip = tmp_path / "cut.mp4"
+    cap = cv2.VideoCapture(str(HIGHWAY_CLIP))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (960, 540))
+    for _ in range(50):
+        ok, image = cap.read()
+        assert ok
+        writer.write(image)
+    writer.release()
+    config = tmp_path / "slow.yaml"
+    config.write_text("detector:\n  input_size: [1280, 1280]\n")
+    out = tmp_path / "out"
+    proc = run_cli("run", clip, "--model", YOLOX_ONNX, "--out", out, "--config", config, "--mode", "realtime")
+    assert proc.returncode == 0, proc.stderr
+    events = read_events(out / "events.jsonl")
+    end = events[-1]
+    assert end["type"] == "end" and end["frames_grabbed"] == 50
+    assert end["frames_dropped"] > 0
+    assert end["frames_processed"] + end["frames_dropped"] == 50
+    indices = [e["frame"] for e in events if e["type"] == "frame"]
+    assert indices == sorted(indices) and np.diff(indices).max() > 1
+
+
+# -- bad input: one line on stderr, non-zero exit ------------------------------------------------------
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    proc = run_cli("run", tmp_path / "nope.mp4", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
+    assert_one_line_error(proc, "source not found", "nope.mp4")
+
+
+def test_non_video_file(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 100)
+    proc = run_cli("run", fake, "--model", YOLOX_ONNX, "--out", tmp_path / "out")
+    assert_one_line_error(proc, "cannot open video", "notes.mp4")
+
+
+def test_wrong_model_path(tmp_path: Path) -> None:
+    proc = run_cli("run", HIGHWAY_CLIP, "--model", tmp_path / "missing.onnx", "--out", tmp_path / "out")
+    assert_one_line_error(proc, "model not found", "missing.onnx")
+
+
+def test_model_that_is_not_onnx(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"\x00garbage" * 64)
+    proc = run_cli("run", HIGHWAY_CLIP, "--model", bogus, "--out", tmp_path / "out")
+    assert_one_line_error(proc, "cannot load model", "model.onnx")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "needles"),
+    [
+        ("detector:\n  conf_treshold: 0.5\n", ["unknown config key", "detector.conf_treshold"]),
+        ("tracker:\n  min_hits: many\n", ["tracker.min_hits", "integer"]),
+        ("detector:\n  conf_threshold: 1.5\n", ["detector.conf_threshold", "1.5"]),
+        ("detector:\n  input_size: [400, 640]\n", ["detector.input_size", "multiples of 32"]),
+        ("detector: [oops\n", ["invalid YAML", "line"]),
+        ("source:\n  mode: turbo\n", ["source.mode", "turbo"]),
+    ],
+)
+def test_malformed_config(tmp_path: Path, yaml_text: str, needles: list[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml_text)
+    proc = run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", tmp_path / "out", "--config", config)
+    assert_one_line_error(proc, "bad.yaml", *needles)
+
+
+def test_unknown_class_in_taxonomy(tmp_path: Path) -> None:
+    config = tmp_path / "classes.yaml"
+    config.write_text("classes:\n  vehicle: [car, spaceship]\n")
+    proc = run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", tmp_path / "out", "--config", config)
+    assert_one_line_error(proc, "classes.vehicle", "spaceship")

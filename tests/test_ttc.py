@@ -1,0 +1,222 @@
+"""Time-to-collision maths on exact box sequences from a pinhole camera model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from perception.config import Config
+from perception.ttc import TTCEstimator
+from perception.types import Tracks
+
+FRAME_HW = (720, 1280)
+FOCAL_PX = 800.0
+WIDTH_M, HEIGHT_M = 1.8, 1.5
+DT = 0.04  # 25 fps
+
+
+def _pinhole_box(z_m: float, cx: float = 640.0, cy: float = 360.0) -> np.ndarray:
+    """Box of a 1.8 m x 1.5 m object at distance z_m, centred on (cx, cy)."""
+    w, h = FOCAL_PX * WIDTH_M / z_m, FOCAL_PX * HEIGHT_M / z_m
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+
+def _tracks(boxes: list[np.ndarray], ids: list[int] | None = None) -> Tracks:
+    n = len(boxes)
+    return Tracks(
+        ids=np.array(list(range(1, n + 1)) if ids is None else ids, np.int64),
+        boxes_xyxy=np.array(boxes, np.float32).reshape(n, 4),
+        scores=np.full(n, 0.9, np.float32),
+        class_ids=np.full(n, 2, np.int32),
+        label_ids=np.full(n, 2, np.int32),
+        ttc_s=np.full(n, np.nan, np.float32),
+    )
+
+
+def _run(est: TTCEstimator, distance: Callable[[float], float], times: np.ndarray) -> np.ndarray:
+    """Feed one track (ID 1) through `times`; return the TTC reported at each time."""
+    return np.array([est.update(_tracks([_pinhole_box(distance(t))]), float(t), FRAME_HW)[0] for t in times])
+
+
+def _approaching(t: float) -> float:
+    return 30.0 - 10.0 * t  # Z0 = 30 m, closing at v = 10 m/s: true TTC = Z / v
+
+
+def _irregular_times(seed: int, duration_s: float) -> np.ndarray:
+    """25 fps timestamps with about a third of the frames dropped at random (runs of drops included)."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(int(round(duration_s / DT)) + 1)
+    keep = rng.random(len(idx)) > 0.35
+    keep[0] = True
+    return idx[keep] * DT
+
+
+@pytest.mark.parametrize("sampling", ["every-frame", "random-drops"])
+def test_ttc_of_constant_speed_approach(cfg: Config, sampling: str) -> None:
+    """Z(t) = 30 - 10 t: once the fit has enough history, TTC is within 5 % of Z / v."""
+    times = np.arange(51) * DT if sampling == "every-frame" else _irregular_times(7, 2.0)
+    ttc = _run(TTCEstimator(cfg.ttc), _approaching, times)
+    known = ~np.isnan(ttc)
+    assert known.sum() >= 20
+    true_ttc = np.array([_approaching(t) / 10.0 for t in times])  # 3.0 s down to 1.0 s
+    rel_err = np.abs(ttc[known] - true_ttc[known]) / true_ttc[known]
+    assert rel_err.max() < 0.05, (
+        f"worst at t={times[known][rel_err.argmax()]:.2f} s: "
+        f"estimated {ttc[known][rel_err.argmax()]:.3f} s, true {true_ttc[known][rel_err.argmax()]:.3f} s"
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_ttc_uses_timestamps_not_frame_counts(cfg: Config, seed: int) -> None:
+    """The same boxes at the same irregular frames, but with every timestamp halved (the object closing
+    twice as fast): TTC must halve exactly. An estimator counting frames would return the same values.
+    window_s covers the whole history so both runs fit the same samples."""
+    est_cfg = cfg.ttc.model_copy(update={"window_s": 10.0, "min_span_s": 0.1})
+    times = _irregular_times(seed, 2.0)
+    assert np.diff(times).max() >= 3 * DT  # the sampling really is irregular
+    slow = _run(TTCEstimator(est_cfg), _approaching, times)
+    fast = _run(TTCEstimator(est_cfg), lambda t: _approaching(2.0 * t), times / 2.0)
+    known = ~np.isnan(slow)
+    assert known.sum() >= 20
+    assert (np.isnan(fast) == np.isnan(slow)).all()
+    np.testing.assert_allclose(fast[known], slow[known] / 2.0, rtol=1e-4)
+
+
+def test_ttc_nan_until_min_samples(cfg: Config) -> None:
+    """min_span_s small: the first min_samples - 1 samples give NaN, the min_samples-th a value."""
+    est = TTCEstimator(cfg.ttc.model_copy(update={"min_samples": 6, "min_span_s": 0.01}))
+    times = np.arange(12) * DT
+    ttc = _run(est, _approaching, times)
+    assert np.isnan(ttc[:5]).all()
+    assert np.isfinite(ttc[5:]).all()
+    assert (ttc[5:] > 0).all()
+
+
+def test_ttc_nan_until_min_span(cfg: Config) -> None:
+    """Samples every 1/16 s, min_span_s = 0.25 s (both exact in binary): known from the 5th sample on."""
+    est = TTCEstimator(cfg.ttc.model_copy(update={"min_samples": 2, "min_span_s": 0.25}))
+    times = np.arange(10) / 16.0
+    ttc = _run(est, _approaching, times)
+    assert np.isnan(ttc[:4]).all()
+    assert np.isfinite(ttc[4:]).all()
+
+
+def test_ttc_default_config_first_known_frame(cfg: Config) -> None:
+    """Defaults (6 samples spanning 0.4 s) at 25 fps: unknown for frames 0..9 (span < 0.4 s), known from
+    frame 11 on; frame 10 sits exactly on the 0.4 s boundary in floating point and is not checked."""
+    assert (cfg.ttc.min_samples, cfg.ttc.min_span_s) == (6, 0.4)
+    ttc = _run(TTCEstimator(cfg.ttc), _approaching, np.arange(20) * DT)
+    assert np.isnan(ttc[:10]).all()
+    assert np.isfinite(ttc[11:]).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "distance"),
+    [
+        ("receding", lambda t: 20.0 + 10.0 * t),
+        ("constant-distance", lambda t: 20.0 + 0.0 * t),
+        ("slower-than-max-ttc", lambda t: 100.0 - 2.0 * t),  # TTC about 50 s > max_ttc_s = 20 s
+    ],
+)
+def test_ttc_nan_when_not_closing(cfg: Config, name: str, distance: Callable[[float], float]) -> None:
+    ttc = _run(TTCEstimator(cfg.ttc), distance, np.arange(50) * DT)
+    assert np.isnan(ttc).all(), name
+
+
+def test_ttc_nan_for_box_touching_frame_edge(cfg: Config) -> None:
+    """Two tracks with the same approach; one box touches the left edge and never gets a TTC."""
+    est = TTCEstimator(cfg.ttc)
+    results = []
+    for i in range(40):
+        z = _approaching(i * DT)
+        centred = _pinhole_box(z)
+        half_w = (centred[2] - centred[0]) / 2
+        at_edge = _pinhole_box(z, cx=1.0 + half_w)  # x1 = 1 px, inside the 2 px margin
+        results.append(est.update(_tracks([centred, at_edge]), i * DT, FRAME_HW))
+    ttc = np.array(results)
+    assert ttc.shape == (40, 2)
+    assert np.isfinite(ttc[20:, 0]).all()  # same motion, away from the edge: known
+    assert np.isnan(ttc[:, 1]).all()
+
+
+@pytest.mark.parametrize("edge", ["left", "top", "right", "bottom"])
+def test_ttc_nan_for_each_frame_edge(cfg: Config, edge: str) -> None:
+    est = TTCEstimator(cfg.ttc)
+    h, w = FRAME_HW
+    ttc = []
+    for i in range(30):
+        box = _pinhole_box(_approaching(i * DT))
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        cx, cy = {
+            "left": (bw / 2 + 1.5, 360.0),
+            "top": (640.0, bh / 2 + 1.5),
+            "right": (w - bw / 2 - 1.5, 360.0),
+            "bottom": (640.0, h - bh / 2 - 1.5),
+        }[edge]
+        ttc.append(est.update(_tracks([_pinhole_box(_approaching(i * DT), cx, cy)]), i * DT, FRAME_HW)[0])
+    assert np.isnan(ttc).all()
+
+
+def test_ttc_empty_tracks(cfg: Config) -> None:
+    out = TTCEstimator(cfg.ttc).update(Tracks.empty(), 0.0, FRAME_HW)
+    assert out.shape == (0,)
+    assert out.dtype == np.float32
+
+
+def test_ttc_output_follows_track_order(cfg: Config) -> None:
+    """Two tracks listed in alternating order get, per ID, exactly what each gets when tracked alone."""
+    together, alone_a, alone_b = TTCEstimator(cfg.ttc), TTCEstimator(cfg.ttc), TTCEstimator(cfg.ttc)
+
+    def fast(t: float) -> float:
+        return 30.0 - 12.0 * t
+
+    def slow(t: float) -> float:
+        return 40.0 - 6.0 * t
+
+    for i in range(40):
+        t = i * DT
+        a, b = _pinhole_box(fast(t), cx=400.0), _pinhole_box(slow(t), cx=900.0)
+        if i % 2:
+            out = together.update(_tracks([a, b], ids=[11, 22]), t, FRAME_HW)
+            by_id = {11: out[0], 22: out[1]}
+        else:
+            out = together.update(_tracks([b, a], ids=[22, 11]), t, FRAME_HW)
+            by_id = {22: out[0], 11: out[1]}
+        expected_a = alone_a.update(_tracks([a], ids=[11]), t, FRAME_HW)[0]
+        expected_b = alone_b.update(_tracks([b], ids=[22]), t, FRAME_HW)[0]
+        np.testing.assert_array_equal([by_id[11], by_id[22]], [expected_a, expected_b])
+    assert out.dtype == np.float32
+    assert 0 < by_id[11] < by_id[22]  # the faster approach has the shorter TTC
+
+
+def test_ttc_memory_bounded_with_many_short_lived_tracks(cfg: Config) -> None:
+    """600 track IDs, each seen for 5 frames, one after another over 120 s: slots are recycled."""
+    est = TTCEstimator(cfg.ttc)
+    capacity = est._t_s.shape[0]
+    i, most_slots = 0, 0
+    for track_id in range(1, 601):
+        for _ in range(5):
+            est.update(_tracks([_pinhole_box(_approaching(0.0))], ids=[track_id]), i * DT, FRAME_HW)
+            most_slots = max(most_slots, len(est._slot_of))
+            i += 1
+    # a track unseen for 2 windows (2 s = 50 frames = 10 tracks back) is released: 11 held at most
+    assert most_slots == 11
+    assert len(est._slot_of) == 11
+    assert est._t_s.shape[0] == capacity
+    assert est._inv_size.shape[0] == capacity
+
+
+def test_ttc_slot_released_after_two_windows_and_reused(cfg: Config) -> None:
+    est = TTCEstimator(cfg.ttc)
+    times = np.arange(30) * DT
+    assert np.isfinite(_run(est, _approaching, times)[-1])
+    assert est._slot_of == {1: 0}
+    # seen 1.9 s ago (< 2 windows): the slot is kept
+    est.update(_tracks([_pinhole_box(15.0)], ids=[98]), times[-1] + 1.9, FRAME_HW)
+    assert est._slot_of == {1: 0, 98: 1}
+    # seen 2.1 s ago (> 2 windows): released, and the new track takes the freed slot
+    out = est.update(_tracks([_pinhole_box(15.0)], ids=[99]), times[-1] + 2.1, FRAME_HW)
+    assert np.isnan(out).all()  # a new track has no history
+    assert est._slot_of == {98: 1, 99: 0}
