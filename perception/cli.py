@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 
 from perception import __version__
-from perception.config import load_config
+from perception.config import Config, load_config
 from perception.detect import create_detector
 from perception.errors import PerceptionError
 from perception.pipeline import Pipeline, StageError
@@ -76,23 +76,8 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     with contextlib.ExitStack() as outputs:
-        sinks: list[Sink] = []
-        events = None
-        if cfg.output.video:
-            sinks.append(
-                outputs.enter_context(
-                    contextlib.closing(
-                        VideoSink(args.out / "annotated.mp4", source.fps, cfg.output.video_fourcc)
-                    )
-                )
-            )
-        if cfg.output.show:
-            sinks.append(outputs.enter_context(contextlib.closing(DisplaySink())))
-        if cfg.output.events:
-            events = outputs.enter_context(
-                contextlib.closing(EventLog(args.out / "events.jsonl", labels, detector.class_names))
-            )
-            sinks.append(events)
+        sinks, events = _open_sinks(outputs, cfg, args.out, source.fps, detector.class_names)
+        if events is not None:
             events.event(
                 "start",
                 source=source.name,
@@ -136,6 +121,8 @@ def _run(args: argparse.Namespace) -> int:
                 interrupted=summary.interrupted or bool(stop_signal),
             )
 
+    if summary.frames_processed == 0 and not (summary.interrupted or stop_signal):
+        raise PerceptionError(f"no frame could be read from {source.name}")
     print(
         f"perception: {summary.frames_processed} frames in {summary.elapsed_s:.1f} s "
         f"({summary.fps:.1f} fps), "
@@ -146,6 +133,25 @@ def _run(args: argparse.Namespace) -> int:
     if stop_signal:
         return EXIT_SIGTERM if stop_signal[0] == signal.SIGTERM else EXIT_SIGINT
     return 0
+
+
+def _open_sinks(
+    outputs: contextlib.ExitStack, cfg: Config, out: Path, fps: float, class_names: list[str]
+) -> tuple[list[Sink], EventLog | None]:
+    """Every sink is registered with `outputs`, so it is closed however the run ends."""
+    sinks: list[Sink] = []
+    events = None
+    if cfg.output.video:
+        video = VideoSink(out / "annotated.mp4", fps, cfg.output.video_fourcc)
+        sinks.append(outputs.enter_context(contextlib.closing(video)))
+    if cfg.output.show:
+        sinks.append(outputs.enter_context(contextlib.closing(DisplaySink())))
+    if cfg.output.events:
+        events = outputs.enter_context(
+            contextlib.closing(EventLog(out / "events.jsonl", cfg.labels, class_names))
+        )
+        sinks.append(events)  # last, so its frame lines carry the other sinks' latency too
+    return sinks, events
 
 
 def _progress_bar(total: int | None):

@@ -186,6 +186,7 @@ class Pipeline:
                 if self.annotate is not None:
                     self.annotate(result)
                 for sink in self.sinks:
+                    result.latency_ms["sink"] = (time.monotonic_ns() - t0) / 1e6  # so far: later sinks see it
                     sink.write(result)
                 n = self._summary.frames_processed
                 self._e2e[n % self.LATENCY_SAMPLES] = result.latency_ms["e2e"]

@@ -69,9 +69,17 @@ class VideoFileSource:
         self.is_live = realtime
         self._pacer = _Pacer(realtime)
         self._index = 0
+        # Some non-videos open fine and then yield nothing: decode one frame now to fail early.
+        ok, self._first = self._cap.read()
+        if not ok:
+            self._cap.release()
+            raise PerceptionError(f"cannot read any frame from video {path}")
 
     def read(self) -> Frame | None:
-        ok, image = self._cap.read()
+        if self._first is not None:
+            ok, image, self._first = True, self._first, None
+        else:
+            ok, image = self._cap.read()
         if not ok:
             return None
         pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)

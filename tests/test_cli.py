@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -171,13 +173,19 @@ def test_realtime_replay_drops_frames_it_cannot_keep_up_with(tmp_path: Path) -> 
 # -- bad input: one line on stderr, non-zero exit ------------------------------------------------------
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+def assert_one_line_error(
+    proc: subprocess.CompletedProcess[str], *needles: str, mid_run: bool = False
+) -> None:
+    """Failing at start-up prints exactly one line; failing mid-run, the progress lines before it
+    stay, and the error is the last line. Never a traceback."""
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
+    assert "Traceback" not in proc.stderr
+    if not mid_run:
+        assert len(lines) == 1, proc.stderr
+    assert [line for line in lines if line.startswith("error: ")] == [lines[-1]], proc.stderr
     for needle in needles:
-        assert needle in lines[0]
+        assert needle in lines[-1]
 
 
 def test_missing_source(tmp_path: Path) -> None:
@@ -227,3 +235,59 @@ def test_unknown_class_in_taxonomy(tmp_path: Path) -> None:
     config.write_text("classes:\n  vehicle: [car, spaceship]\n")
     proc = run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", tmp_path / "out", "--config", config)
     assert_one_line_error(proc, "classes.vehicle", "spaceship")
+
+
+# -- stopping early keeps everything produced so far -----------------------------------------------------
+
+
+def test_sigint_stops_cleanly_with_outputs_finalised(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    events_path = out / "events.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perception.cli",
+            "run",
+            str(HIGHWAY_CLIP),
+            "--model",
+            str(YOLOX_ONNX),
+            "--out",
+            str(out),
+            "--mode",
+            "realtime",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if events_path.exists() and events_path.read_text().count('"type": "frame"') >= 20:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    events = read_events(events_path)  # every line parses: nothing half-written
+    frames = [e for e in events if e["type"] == "frame"]
+    assert 20 <= len(frames) < HIGHWAY_FRAMES
+    assert events[-1]["type"] == "end" and events[-1]["interrupted"] is True
+    count, _ = video_frames(out / "annotated.mp4")
+    assert count == len(frames)  # the video was finalised and holds every frame logged
+
+
+def test_unreadable_image_mid_sequence_keeps_frames_before_it(tmp_path: Path) -> None:
+    folder = tmp_path / "img1"
+    folder.mkdir()
+    sources = sorted((MOT17_13 / "img1").glob("*.jpg"))[:4]
+    for i, src in enumerate(sources):
+        (folder / f"{i:06d}.jpg").write_bytes(src.read_bytes())
+    (folder / f"{len(sources):06d}.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    proc = run_cli("run", folder, "--model", YOLOX_ONNX, "--out", out, "--fps", "25")
+    assert_one_line_error(proc, "cannot read image", f"{len(sources):06d}.jpg", mid_run=True)
+    events = read_events(out / "events.jsonl")
+    assert [e["frame"] for e in events if e["type"] == "frame"] == list(range(len(sources)))
+    assert events[-1]["type"] == "error" and "cannot read image" in events[-1]["message"]
+    assert video_frames(out / "annotated.mp4")[0] == len(sources)

@@ -16,6 +16,7 @@ class Detector(Protocol):
 
     class_names: list[str]  # the model's classes, indexed by Detections.class_ids
     input_hw: tuple[int, int]
+    layout: str  # output layout decoded: "yolox" or "ultralytics"
 
     def detect(self, image: np.ndarray) -> Detections: ...
 
