@@ -145,12 +145,12 @@ class Pipeline:
     def _grab(self) -> None:
         try:
             while not self._stop.is_set():
-                t0 = time.monotonic_ns()
                 frame = self.source.read()
                 if frame is None:
                     break
                 self._summary.frames_grabbed += 1
-                self._put(self._grabbed, (frame, {"grab": (time.monotonic_ns() - t0) / 1e6}))
+                latency_ms = {} if frame.decode_ms is None else {"grab": frame.decode_ms}
+                self._put(self._grabbed, (frame, latency_ms))
         finally:
             self.source.close()
 

@@ -55,13 +55,11 @@ class _Pacer:
 
 
 class VideoFileSource:
-    def __init__(self, path: Path, realtime: bool) -> None:
-        self.name = str(path)
-        self._cap = cv2.VideoCapture(str(path))
-        if not self._cap.isOpened():
-            raise PerceptionError(
-                f"cannot open video {path}: not a video file, or a format OpenCV cannot read"
-            )
+    """A finite video: a file, or a file served over HTTP."""
+
+    def __init__(self, cap: cv2.VideoCapture, name: str, realtime: bool) -> None:
+        self.name = name
+        self._cap = cap
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 25.0
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -73,19 +71,21 @@ class VideoFileSource:
         ok, self._first = self._cap.read()
         if not ok:
             self._cap.release()
-            raise PerceptionError(f"cannot read any frame from video {path}")
+            raise PerceptionError(f"cannot read any frame from video {name}")
 
     def read(self) -> Frame | None:
+        t0 = time.monotonic_ns()
         if self._first is not None:
             ok, image, self._first = True, self._first, None
         else:
             ok, image = self._cap.read()
         if not ok:
             return None
+        decode_ms = (time.monotonic_ns() - t0) / 1e6
         pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
         source_ts_s = pos_ms / 1000.0 if pos_ms > 0 or self._index == 0 else self._index / self.fps
         self._pacer.wait(source_ts_s)
-        frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s)
+        frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s, decode_ms)
         self._index += 1
         return frame
 
@@ -123,12 +123,14 @@ class ImageFolderSource:
         if self._index >= len(self._files):
             return None
         path = self._files[self._index]
+        t0 = time.monotonic_ns()
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise PerceptionError(f"cannot read image {path}")
+        decode_ms = (time.monotonic_ns() - t0) / 1e6
         source_ts_s = self._index / self.fps
         self._pacer.wait(source_ts_s)
-        frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s)
+        frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s, decode_ms)
         self._index += 1
         return frame
 
@@ -139,20 +141,9 @@ class ImageFolderSource:
 class LiveCaptureSource:
     """A camera index or a network stream: frames come at the device's pace, stamped on arrival."""
 
-    def __init__(self, spec: str, cfg: SourceConfig) -> None:
-        self.name = spec
-        timeout_ms = int(cfg.open_timeout_s * 1000)
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-        if spec.isdigit():
-            self._cap = cv2.VideoCapture(int(spec), cv2.CAP_ANY, params)
-            what = f"camera {spec}"
-        else:
-            self._cap = cv2.VideoCapture(spec, cv2.CAP_FFMPEG, params)
-            what = f"stream {spec}"
-        if not self._cap.isOpened():
-            raise PerceptionError(
-                f"cannot open {what}: no device or no answer within {cfg.open_timeout_s:g} s"
-            )
+    def __init__(self, cap: cv2.VideoCapture, name: str, cfg: SourceConfig) -> None:
+        self.name = name
+        self._cap = cap
         self._cap.set(cv2.CAP_PROP_BUFFERSIZE, cfg.camera_buffer_size)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 30.0
@@ -173,14 +164,37 @@ class LiveCaptureSource:
         self._cap.release()
 
 
+def _open_capture(spec: str | int, cfg: SourceConfig) -> cv2.VideoCapture | None:
+    timeout_ms = int(cfg.open_timeout_s * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+    backend = cv2.CAP_ANY if isinstance(spec, int) else cv2.CAP_FFMPEG
+    cap = cv2.VideoCapture(spec, backend, params)
+    return cap if cap.isOpened() else None
+
+
 def open_source(spec: str, cfg: SourceConfig, fps: float | None = None) -> Source:
     """Pick the source from the string: a digit is a camera, a URL a stream, a folder a sequence."""
-    if spec.isdigit() or spec.lower().startswith(STREAM_SCHEMES):
-        return LiveCaptureSource(spec, cfg)
-    path = Path(spec)
     realtime = cfg.mode == "realtime"
+    if spec.isdigit():
+        cap = _open_capture(int(spec), cfg)
+        if cap is None:
+            raise PerceptionError(f"cannot open camera {spec}: no such device, or it is busy")
+        return LiveCaptureSource(cap, spec, cfg)
+    if spec.lower().startswith(STREAM_SCHEMES):
+        cap = _open_capture(spec, cfg)
+        if cap is None:
+            raise PerceptionError(f"cannot open stream {spec}: no answer within {cfg.open_timeout_s:g} s")
+        if spec.lower().startswith(("http://", "https://")) and cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0:
+            return VideoFileSource(cap, spec, realtime)  # a finite file served over HTTP: a replay
+        return LiveCaptureSource(cap, spec, cfg)
+    path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path, fps, cfg.image_folder_fps, realtime)
     if path.is_file():
-        return VideoFileSource(path, realtime)
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise PerceptionError(
+                f"cannot open video {path}: not a video file, or a format OpenCV cannot read"
+            )
+        return VideoFileSource(cap, str(path), realtime)
     raise PerceptionError(f"source not found: {spec}")

@@ -17,6 +17,8 @@ class Frame:
     index: int  # position in the source, counting frames that were dropped too
     capture_ns: int
     source_ts_s: float
+    decode_ms: float | None = None  # time to read and decode a file frame; None for live feeds,
+    # whose read() mostly waits for the next frame to arrive
 
 
 @dataclass(slots=True)

@@ -291,3 +291,44 @@ def test_unreadable_image_mid_sequence_keeps_frames_before_it(tmp_path: Path) ->
     assert [e["frame"] for e in events if e["type"] == "frame"] == list(range(len(sources)))
     assert events[-1]["type"] == "error" and "cannot read image" in events[-1]["message"]
     assert video_frames(out / "annotated.mp4")[0] == len(sources)
+
+
+# -- URL and camera sources ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def http_server(tmp_path: Path):
+    """A real HTTP server on loopback serving the real clip (its index is at the front, so it streams
+    without range requests, which http.server does not answer)."""
+    (tmp_path / "highway.mp4").symlink_to(HIGHWAY_CLIP)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    line = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port NNNN ..."
+    port = int(line.split(" port ")[1].split()[0])
+    yield f"http://127.0.0.1:{port}/highway.mp4"
+    server.kill()
+    server.wait()
+
+
+def test_http_url_of_a_video_file_replays_every_frame(http_server: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("run", http_server, "--model", YOLOX_ONNX, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    events = read_events(out / "events.jsonl")
+    assert events[0]["source"] == http_server and events[0]["live"] is False
+    assert len([e for e in events if e["type"] == "frame"]) == HIGHWAY_FRAMES
+    assert video_frames(out / "annotated.mp4")[0] == HIGHWAY_FRAMES
+
+
+def test_unreachable_stream(tmp_path: Path) -> None:
+    proc = run_cli("run", "rtsp://127.0.0.1:9/live", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
+    assert_one_line_error(proc, "cannot open stream", "rtsp://127.0.0.1:9/live")
+
+
+def test_missing_camera(tmp_path: Path) -> None:
+    proc = run_cli("run", "7", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
+    assert_one_line_error(proc, "cannot open camera 7")
