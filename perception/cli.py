@@ -14,6 +14,8 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 from perception import __version__
 from perception.config import Config, load_config
 from perception.detect import create_detector
@@ -48,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
         "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
     )
     run.add_argument("--show", action="store_true", help="show the annotated frames in a window (q to stop)")
+
+    mot = commands.add_parser(
+        "eval-mot", help="track a MOTChallenge sequence and score it against its ground truth"
+    )
+    mot.add_argument(
+        "seq_dir", type=Path, help="sequence folder with seqinfo.ini, gt/gt.txt and det/ or img1/"
+    )
+    source = mot.add_mutually_exclusive_group()
+    source.add_argument("--det", type=Path, help="public detections (default: SEQ_DIR/det/det.txt)")
+    source.add_argument("--model", help="run this detector over SEQ_DIR/img1 instead (pedestrians)")
+    mot.add_argument("--config", help="YAML overriding configs/default.yaml")
+    mot.add_argument("--out", type=Path, help="result file (default: out/eval-mot/SEQ_NAME.txt)")
+    mot.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     return parser
 
 
@@ -135,6 +150,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_mot(args: argparse.Namespace) -> int:
+    import json
+
+    from perception import mot
+
+    cfg = load_config(args.config)
+    info = mot.read_seqinfo(args.seq_dir, cfg.source.image_folder_fps)
+    gt = mot.read_ground_truth(args.seq_dir / "gt" / "gt.txt")
+    if args.model:
+        detections = mot.detect_sequence(
+            info.image_dir, create_detector(args.model, cfg), cfg.labels.index("pedestrian")
+        )
+    else:
+        detections = mot.read_detections(args.det or args.seq_dir / "det" / "det.txt")
+    frames = np.arange(1, max(int(gt.frames.max(initial=0)), max(detections, default=0)) + 1)
+    results = mot.track_sequence(detections, frames, info.fps, cfg.tracker)
+    out = args.out or Path("out") / "eval-mot" / f"{info.name}.txt"
+    mot.write_results(out, results)
+    metrics = mot.evaluate(gt, results)
+    if args.json:
+        print(json.dumps({"sequence": info.name, **metrics}))
+    else:
+        print(f"{info.name}: {len(frames)} frames at {info.fps:g} fps, results in {out}")
+        print(
+            "  "
+            + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+        )
+    return 0
+
+
 def _open_sinks(
     outputs: contextlib.ExitStack, cfg: Config, out: Path, fps: float, class_names: list[str]
 ) -> tuple[list[Sink], EventLog | None]:
@@ -189,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "eval-mot":
+            return _eval_mot(args)
     except PerceptionError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
     except StageError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from perception.errors import PerceptionError
 
@@ -27,6 +27,32 @@ class SourceConfig(_Strict):
     image_folder_fps: PosFloat
     camera_buffer_size: Annotated[int, Field(ge=1, le=16)]
     open_timeout_s: PosFloat
+    # live sources (streams, cameras): transport, stall detection, reconnecting, frame age
+    rtsp_transport: Literal["tcp", "udp"]
+    stream_probe_s: Annotated[float, Field(gt=0, le=10)]
+    read_timeout_s: PosFloat
+    connect_attempts: Annotated[int, Field(ge=1, le=1000)]
+    reconnect_attempts: Annotated[int, Field(ge=1)] | Literal["forever"]
+    backoff_initial_s: PosFloat
+    backoff_max_s: PosFloat
+    backoff_jitter: Annotated[float, Field(ge=0, lt=1)]
+    max_frame_age_s: PosFloat
+
+    @field_validator("reconnect_attempts", mode="before")
+    @classmethod
+    def _attempts_or_forever(cls, value: Any) -> Any:
+        if value == "forever" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("expected a number of attempts (1 or more) or 'forever'")
+
+    @model_validator(mode="after")
+    def _backoff_range(self) -> SourceConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s:g}) must be at least backoff_initial_s "
+                f"({self.backoff_initial_s:g})"
+            )
+        return self
 
 
 class PipelineConfig(_Strict):
@@ -55,7 +81,7 @@ class TrackerConfig(_Strict):
     new_track_score_threshold: Fraction
     match_iou_threshold: Fraction
     weak_match_iou_threshold: Fraction
-    min_hits: Annotated[int, Field(ge=1, le=100)]
+    confirm_s: Annotated[float, Field(ge=0)]
     max_lost_s: PosFloat
     position_noise: PosFloat
     velocity_noise: PosFloat

@@ -1,7 +1,12 @@
-"""Tracking stage: a Kalman filter per object, IoU + Hungarian association, stable integer IDs.
+"""Tracking stage: constant-velocity Kalman filters, two-stage IoU + Hungarian association, stable IDs.
 
-Time steps come from frame timestamps, never frame counts, so a dropped frame is simply a longer
-prediction. Matching is class-consistent: a pedestrian never continues a vehicle's track.
+Time is taken from frame timestamps, never frame counts: the filter's time step, its process noise,
+track confirmation and expiry are all in seconds, so a dropped frame or a variable-rate stream is
+just a longer prediction. Matching is class-consistent: a pedestrian never continues a vehicle track.
+
+All tracks' filters are stepped together as stacked arrays (state (T, 8), covariance (T, 8, 8)), so the
+cost per frame barely grows with the number of objects. The maths is filterpy's KalmanFilter
+(predict; update with the Joseph-form covariance), which the tests use as the reference.
 """
 
 from __future__ import annotations
@@ -9,21 +14,20 @@ from __future__ import annotations
 import enum
 
 import numpy as np
-from filterpy.kalman import KalmanFilter
 from scipy.optimize import linear_sum_assignment
 
 from perception.config import TrackerConfig
 from perception.types import Detections, Tracks
 
-_STATE_DIM, _MEAS_DIM = 8, 4  # state: cx, cy, w, h and their velocities; measurement: cx, cy, w, h
 _MIN_SIZE_PX = 1.0
+_H = np.eye(4, 8)  # measurement: cx, cy, w, h of the state cx, cy, w, h, vcx, vcy, vw, vh
+_EPS_S = 1e-6
 
 
-class TrackState(enum.Enum):
-    TENTATIVE = "tentative"  # seen fewer than min_hits times: not reported yet
-    CONFIRMED = "confirmed"  # matched this frame or recently
-    LOST = "lost"  # confirmed, unmatched now; kept up to max_lost_s to bridge occlusions and misses
-    REMOVED = "removed"
+class TrackState(enum.IntEnum):
+    TENTATIVE = 0  # not yet matched for confirm_s: not reported
+    CONFIRMED = 1  # matched this frame or recently
+    LOST = 2  # confirmed, unmatched now; kept up to max_lost_s to bridge occlusions and misses
 
 
 def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
@@ -37,122 +41,161 @@ def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _xyxy_to_z(box: np.ndarray) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]])
+def xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
+    return np.concatenate(((boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]), axis=1)
 
 
-class _Track:
-    """One object's filter and lifecycle. Noise scales with box height, as in ByteTrack/DeepSORT."""
-
-    def __init__(
-        self, track_id: int, box: np.ndarray, detections: Detections, row: int, t_s: float, cfg: TrackerConfig
-    ) -> None:
-        self.id = track_id
-        self.cfg = cfg
-        self.kf = KalmanFilter(dim_x=_STATE_DIM, dim_z=_MEAS_DIM)
-        self.kf.H = np.eye(_MEAS_DIM, _STATE_DIM)
-        z = _xyxy_to_z(box)
-        self.kf.x = np.concatenate((z, np.zeros(4)))[:, None]
-        h = max(z[3], _MIN_SIZE_PX)
-        pos_std, vel_std = 2 * cfg.measurement_noise * h, 10 * cfg.velocity_noise * h
-        self.kf.P = np.diag([pos_std**2] * 4 + [vel_std**2] * 4)
-        self.state = TrackState.TENTATIVE
-        self.hits = 1
-        self.last_seen_s = t_s
-        self._take(detections, row)
-
-    def _take(self, detections: Detections, row: int) -> None:
-        self.score = float(detections.scores[row])
-        self.class_id = int(detections.class_ids[row])
-        self.label_id = int(detections.label_ids[row])
-
-    def predict(self, dt_s: float) -> np.ndarray:
-        if dt_s > 0:
-            F = np.eye(_STATE_DIM)
-            F[:4, 4:] = np.eye(4) * dt_s
-            h = max(float(self.kf.x[3, 0]), _MIN_SIZE_PX)
-            q_pos = (self.cfg.position_noise * h) ** 2 * dt_s
-            q_vel = (self.cfg.velocity_noise * h) ** 2 * dt_s
-            self.kf.predict(F=F, Q=np.diag([q_pos] * 4 + [q_vel] * 4))
-            self.kf.x[2:4, 0] = np.maximum(self.kf.x[2:4, 0], _MIN_SIZE_PX)
-        return self.box
-
-    def update(self, box: np.ndarray, detections: Detections, row: int, t_s: float) -> None:
-        z = _xyxy_to_z(box)
-        r = (self.cfg.measurement_noise * max(z[3], _MIN_SIZE_PX)) ** 2
-        self.kf.update(z[:, None], R=np.eye(_MEAS_DIM) * r)
-        self.kf.x[2:4, 0] = np.maximum(self.kf.x[2:4, 0], _MIN_SIZE_PX)
-        self.hits += 1
-        self.last_seen_s = t_s
-        self._take(detections, row)
-        if self.state is TrackState.LOST or self.hits >= self.cfg.min_hits:
-            self.state = TrackState.CONFIRMED
-
-    @property
-    def box(self) -> np.ndarray:
-        cx, cy, w, h = self.kf.x[:4, 0]
-        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    half = boxes[:, 2:4] / 2
+    return np.concatenate((boxes[:, :2] - half, boxes[:, :2] + half), axis=1)
 
 
-class Tracker:
-    """SORT-style multi-object tracker with a lost state and timestamp-driven prediction."""
+class KalmanBank:
+    """Constant-velocity Kalman filters for many boxes at once. Noise scales with box height, as in
+    ByteTrack/DeepSORT, and process noise with the time step."""
 
     def __init__(self, cfg: TrackerConfig) -> None:
         self.cfg = cfg
-        self._tracks: list[_Track] = []
+        self.x = np.zeros((0, 8))
+        self.P = np.zeros((0, 8, 8))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def add(self, z_cxcywh: np.ndarray) -> None:
+        h = np.maximum(z_cxcywh[:, 3], _MIN_SIZE_PX)
+        pos_var = (2 * self.cfg.measurement_noise * h) ** 2
+        vel_var = (10 * self.cfg.velocity_noise * h) ** 2
+        P = np.zeros((len(h), 8, 8))
+        idx = np.arange(4)
+        P[:, idx, idx] = pos_var[:, None]
+        P[:, idx + 4, idx + 4] = vel_var[:, None]
+        self.x = np.concatenate((self.x, np.concatenate((z_cxcywh, np.zeros_like(z_cxcywh)), axis=1)))
+        self.P = np.concatenate((self.P, P))
+
+    def keep(self, rows: np.ndarray) -> None:
+        self.x, self.P = self.x[rows], self.P[rows]
+
+    def process_noise(self, dt_s: float) -> np.ndarray:
+        """Diagonal of Q per track, (T, 8)."""
+        h = np.maximum(self.x[:, 3], _MIN_SIZE_PX)
+        q_pos = (self.cfg.position_noise * h) ** 2 * dt_s
+        q_vel = (self.cfg.velocity_noise * h) ** 2 * dt_s
+        return np.repeat(np.stack((q_pos, q_vel), axis=1), 4, axis=1)
+
+    def predict(self, dt_s: float) -> None:
+        if dt_s <= 0 or len(self.x) == 0:
+            return
+        F = np.eye(8)
+        F[:4, 4:] = np.eye(4) * dt_s
+        q = self.process_noise(dt_s)
+        self.x = self.x @ F.T
+        self.P = F @ self.P @ F.T
+        idx = np.arange(8)
+        self.P[:, idx, idx] += q
+        np.maximum(self.x[:, 2:4], _MIN_SIZE_PX, out=self.x[:, 2:4])
+
+    def measurement_noise(self, z_cxcywh: np.ndarray) -> np.ndarray:
+        """Diagonal of R per measurement, (M, 4)."""
+        r = (self.cfg.measurement_noise * np.maximum(z_cxcywh[:, 3], _MIN_SIZE_PX)) ** 2
+        return np.repeat(r[:, None], 4, axis=1)
+
+    def update(self, rows: np.ndarray, z_cxcywh: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        x, P = self.x[rows], self.P[rows]
+        R = np.zeros((len(rows), 4, 4))
+        idx = np.arange(4)
+        R[:, idx, idx] = self.measurement_noise(z_cxcywh)
+        S = P[:, :4, :4] + R
+        K = np.linalg.solve(S, P[:, :4, :]).transpose(0, 2, 1)  # P H^T S^-1, with S and P symmetric
+        x = x + (K @ (z_cxcywh - x[:, :4])[:, :, None])[:, :, 0]
+        A = np.eye(8) - K @ _H  # Joseph form: stays symmetric positive definite
+        P = A @ P @ A.transpose(0, 2, 1) + K @ R @ K.transpose(0, 2, 1)
+        np.maximum(x[:, 2:4], _MIN_SIZE_PX, out=x[:, 2:4])
+        self.x[rows], self.P[rows] = x, P
+
+    def boxes_xyxy(self) -> np.ndarray:
+        return cxcywh_to_xyxy(self.x[:, :4])
+
+
+class Tracker:
+    """ByteTrack-style multi-object tracker with timestamp-driven Kalman prediction."""
+
+    def __init__(self, cfg: TrackerConfig) -> None:
+        self.cfg = cfg
+        self._kf = KalmanBank(cfg)
+        self._ids = np.zeros(0, np.int64)
+        self._label_ids = np.zeros(0, np.int32)
+        self._class_ids = np.zeros(0, np.int32)
+        self._scores = np.zeros(0, np.float32)
+        self._states = np.zeros(0, np.int8)
+        self._first_s = np.zeros(0)
+        self._last_s = np.zeros(0)
         self._next_id = 1
         self._last_t_s: float | None = None
+
+    @property
+    def active_count(self) -> int:
+        """Tracks held (tentative, confirmed or lost): bounded by the objects of the last max_lost_s."""
+        return len(self._ids)
 
     def update(self, detections: Detections, t_s: float) -> Tracks:
         """Advance every track to t_s, associate, and return the confirmed tracks seen this frame.
 
-        Two stages, as in ByteTrack: confident detections first, against every track; then the
-        weak ones (often the same object, partly occluded or small) only continue confirmed tracks
-        left unmatched, with a stricter IoU. Only confident detections start new tracks.
+        Two stages, as in ByteTrack: confident detections first, against every track; then the weak ones
+        (often the same object, partly occluded or small) only continue confirmed tracks left
+        unmatched, with a stricter IoU. Only confident detections start new tracks.
         """
         cfg = self.cfg
+        start_up = self._last_t_s is None
         dt_s = 0.0 if self._last_t_s is None else max(t_s - self._last_t_s, 0.0)
         self._last_t_s = t_s
         # Expire before matching: after a stall longer than max_lost_s an old track must not revive.
-        self._tracks = [trk for trk in self._tracks if t_s - trk.last_seen_s <= cfg.max_lost_s]
-        predicted = np.array([trk.predict(dt_s) for trk in self._tracks]).reshape(-1, 4)
-        track_labels = np.array([trk.label_id for trk in self._tracks], np.int32)
-        det_boxes = detections.boxes_xyxy.astype(np.float64, copy=False)
+        self._keep(t_s - self._last_s <= cfg.max_lost_s)
+        self._kf.predict(dt_s)
+        predicted = self._kf.boxes_xyxy()
 
-        all_tracks = np.arange(len(self._tracks))
+        all_tracks = np.arange(len(self._ids))
         strong = np.flatnonzero(detections.scores >= cfg.high_score_threshold)
         weak = np.flatnonzero(detections.scores < cfg.high_score_threshold)
-        t1, d1 = self._associate(
-            all_tracks, strong, predicted, track_labels, detections, cfg.match_iou_threshold
-        )
+        t1, d1 = self._associate(all_tracks, strong, predicted, detections, cfg.match_iou_threshold)
         left = np.setdiff1d(all_tracks, t1)
-        confirmed = np.array([self._tracks[i].state is TrackState.CONFIRMED for i in left], bool)
-        t2, d2 = self._associate(
-            left[confirmed], weak, predicted, track_labels, detections, cfg.weak_match_iou_threshold
+        left_confirmed = left[self._states[left] == TrackState.CONFIRMED]
+        t2, d2 = self._associate(left_confirmed, weak, predicted, detections, cfg.weak_match_iou_threshold)
+        matched_t, matched_d = np.concatenate((t1, t2)), np.concatenate((d1, d2))
+
+        z = xyxy_to_cxcywh(detections.boxes_xyxy[matched_d].astype(np.float64))
+        self._kf.update(matched_t, z)
+        self._scores[matched_t] = detections.scores[matched_d]
+        self._class_ids[matched_t] = detections.class_ids[matched_d]
+        self._last_s[matched_t] = t_s
+        old_enough = t_s - self._first_s[matched_t] >= cfg.confirm_s - _EPS_S
+        self._states[matched_t] = np.where(
+            (self._states[matched_t] != TrackState.TENTATIVE) | old_enough,
+            TrackState.CONFIRMED,
+            TrackState.TENTATIVE,
         )
-        for ti, di in zip(np.concatenate((t1, t2)), np.concatenate((d1, d2)), strict=True):
-            self._tracks[ti].update(det_boxes[di], detections, di, t_s)
 
-        for ti in np.setdiff1d(left, t2):
-            trk = self._tracks[ti]
-            if trk.state is TrackState.TENTATIVE:
-                trk.state = TrackState.REMOVED
-            else:
-                trk.state = TrackState.LOST
+        unmatched = np.ones(len(self._ids), bool)
+        unmatched[matched_t] = False
+        self._states[unmatched & (self._states == TrackState.CONFIRMED)] = TrackState.LOST
+        # A tentative track missed once is dropped: most are detector flicker.
+        keep = ~(unmatched & (self._states == TrackState.TENTATIVE))
 
-        unmatched_strong = np.setdiff1d(strong, d1)
-        for di in unmatched_strong[detections.scores[unmatched_strong] >= cfg.new_track_score_threshold]:
-            self._tracks.append(_Track(self._next_id, det_boxes[di], detections, di, t_s, cfg))
-            self._next_id += 1
-        self._tracks = [trk for trk in self._tracks if trk.state is not TrackState.REMOVED]
+        born = np.setdiff1d(strong, d1)
+        born = born[detections.scores[born] >= cfg.new_track_score_threshold]
+        self._keep(keep)
+        # At start-up every object in view is new; as in ByteTrack, they are confirmed at once rather than
+        # all hidden for confirm_s.
+        self._add(detections, born, t_s, confirmed=start_up or cfg.confirm_s <= 0)
         return self._report(t_s)
 
-    @staticmethod
     def _associate(
+        self,
         track_rows: np.ndarray,
         det_rows: np.ndarray,
         predicted: np.ndarray,
-        track_labels: np.ndarray,
         detections: Detections,
         min_iou: float,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -160,24 +203,52 @@ class Tracker:
         if len(track_rows) == 0 or len(det_rows) == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         iou = iou_matrix(predicted[track_rows], detections.boxes_xyxy[det_rows])
-        iou[track_labels[track_rows][:, None] != detections.label_ids[det_rows][None, :]] = -1.0
-        rows, cols = linear_sum_assignment(-iou)
-        good = (iou[rows, cols] >= min_iou) & (iou[rows, cols] > 0.0)  # never a pair that doesn't overlap
-        return track_rows[rows[good]], det_rows[cols[good]]
+        iou[self._label_ids[track_rows][:, None] != detections.label_ids[det_rows][None, :]] = -1.0
+        # Only rows and columns with some admissible pair take part: the assignment stays small.
+        admissible = (iou >= min_iou) & (iou > 0.0)
+        rows_in = np.flatnonzero(admissible.any(1))
+        cols_in = np.flatnonzero(admissible.any(0))
+        if len(rows_in) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        sub = np.where(admissible[np.ix_(rows_in, cols_in)], iou[np.ix_(rows_in, cols_in)], 0.0)
+        rows, cols = linear_sum_assignment(sub, maximize=True)
+        good = sub[rows, cols] > 0.0
+        return track_rows[rows_in[rows[good]]], det_rows[cols_in[cols[good]]]
+
+    def _keep(self, mask: np.ndarray) -> None:
+        if mask.all():
+            return
+        self._kf.keep(mask)
+        self._ids, self._label_ids, self._class_ids = (
+            self._ids[mask],
+            self._label_ids[mask],
+            self._class_ids[mask],
+        )
+        self._scores, self._states = self._scores[mask], self._states[mask]
+        self._first_s, self._last_s = self._first_s[mask], self._last_s[mask]
+
+    def _add(self, detections: Detections, rows: np.ndarray, t_s: float, confirmed: bool) -> None:
+        n = len(rows)
+        if n == 0:
+            return
+        self._kf.add(xyxy_to_cxcywh(detections.boxes_xyxy[rows].astype(np.float64)))
+        self._ids = np.concatenate((self._ids, np.arange(self._next_id, self._next_id + n)))
+        self._next_id += n
+        self._label_ids = np.concatenate((self._label_ids, detections.label_ids[rows]))
+        self._class_ids = np.concatenate((self._class_ids, detections.class_ids[rows]))
+        self._scores = np.concatenate((self._scores, detections.scores[rows]))
+        state = TrackState.CONFIRMED if confirmed else TrackState.TENTATIVE
+        self._states = np.concatenate((self._states, np.full(n, state, np.int8)))
+        self._first_s = np.concatenate((self._first_s, np.full(n, t_s)))
+        self._last_s = np.concatenate((self._last_s, np.full(n, t_s)))
 
     def _report(self, t_s: float) -> Tracks:
-        shown = [trk for trk in self._tracks if trk.state is TrackState.CONFIRMED and trk.last_seen_s == t_s]
-        if not shown:
-            return Tracks.empty()
+        shown = np.flatnonzero((self._states == TrackState.CONFIRMED) & (self._last_s == t_s))
         return Tracks(
-            ids=np.array([trk.id for trk in shown], np.int64),
-            boxes_xyxy=np.array([trk.box for trk in shown], np.float32),
-            scores=np.array([trk.score for trk in shown], np.float32),
-            class_ids=np.array([trk.class_id for trk in shown], np.int32),
-            label_ids=np.array([trk.label_id for trk in shown], np.int32),
+            ids=self._ids[shown],
+            boxes_xyxy=self._kf.boxes_xyxy()[shown].astype(np.float32),
+            scores=self._scores[shown].astype(np.float32),
+            class_ids=self._class_ids[shown].astype(np.int32),
+            label_ids=self._label_ids[shown].astype(np.int32),
             ttc_s=np.full(len(shown), np.nan, np.float32),
         )
-
-    @property
-    def active_count(self) -> int:
-        return len(self._tracks)

@@ -137,7 +137,7 @@ def test_mot17_image_folder(tmp_path: Path) -> None:
     assert [f["source_ts_s"] for f in frames[:2]] == pytest.approx([0.0, 0.04])
     count, size = video_frames(tmp_path / "annotated.mp4")
     assert count == n_images and size == (1080, 1920)
-    # A street seen from a car: confirmed pedestrians and vehicles once tracks have min_hits detections.
+    # A street seen from a car: confirmed pedestrians and vehicles once tracks are confirmed.
     labels = Counter(t["label"] for f in frames[2:] for t in f["tracks"])
     assert labels["pedestrian"] > 0 and labels["vehicle"] > 0
     ids_last = {t["id"] for t in frames[-1]["tracks"]}
@@ -216,7 +216,7 @@ def test_model_that_is_not_onnx(tmp_path: Path) -> None:
     ("yaml_text", "needles"),
     [
         ("detector:\n  conf_treshold: 0.5\n", ["unknown config key", "detector.conf_treshold"]),
-        ("tracker:\n  min_hits: many\n", ["tracker.min_hits", "integer"]),
+        ("tracker:\n  max_lost_s: long\n", ["tracker.max_lost_s", "number"]),
         ("detector:\n  conf_threshold: 1.5\n", ["detector.conf_threshold", "1.5"]),
         ("detector:\n  input_size: [400, 640]\n", ["detector.input_size", "multiples of 32"]),
         ("detector: [oops\n", ["invalid YAML", "line"]),

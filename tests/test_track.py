@@ -13,6 +13,14 @@ DT = 0.04  # 25 fps
 PEDESTRIAN, VEHICLE = 0, 2  # label ids in the default taxonomy
 
 
+def running_tracker(tracker_cfg) -> Tracker:
+    """A tracker past start-up (one empty frame long ago): objects appearing now are new and must be
+    confirmed, unlike those in view at start-up (test_objects_in_view_at_start_up_are_reported_at_once)."""
+    tracker = Tracker(tracker_cfg)
+    tracker.update(Detections.empty(), -10.0)
+    return tracker
+
+
 def _dets(boxes: list[list[float]], labels: list[int] | None = None) -> Detections:
     n = len(boxes)
     labels = [VEHICLE] * n if labels is None else labels
@@ -42,7 +50,7 @@ def _ids(tracks: Tracks) -> list[int]:
 
 
 def test_constant_velocity_one_id_reported_from_third_frame(cfg: Config) -> None:
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
     reported = []
     for i in range(20):
         out = tracker.update(_dets([_moving_box(i)]), i * DT)
@@ -57,7 +65,7 @@ def test_constant_velocity_one_id_reported_from_third_frame(cfg: Config) -> None
 
 
 def test_id_kept_through_three_missed_frames(cfg: Config) -> None:
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
     missed = {10, 11, 12}
     reported = []
     for i in range(20):
@@ -76,7 +84,7 @@ def test_id_kept_through_three_missed_frames(cfg: Config) -> None:
 )
 def test_crossing_objects_keep_their_ids(cfg: Config, speed: float, dy: float, n_overlapping: int) -> None:
     """A moves right, B moves left (dy px lower); they cross half way, their boxes overlapping a while."""
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
 
     def box_a(i: int) -> list[float]:
         return _box(100.0 + speed * i, 300.0)
@@ -111,19 +119,20 @@ def test_crossing_objects_keep_their_ids(cfg: Config, speed: float, dy: float, n
 
 def test_dropped_frames_keep_one_id_and_box_follows(cfg: Config) -> None:
     """Every 2nd frame removed, timestamps kept (dt = 0.08 s): one ID, box near the true one."""
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
     reported = []
     for i in range(0, 40, 2):
         out = tracker.update(_dets([_moving_box(i)]), i * DT)
         reported.append(_ids(out))
         if out.ids.size:
             assert _iou(out.boxes_xyxy[0], _moving_box(i)) > 0.7
-    assert reported == [[], []] + [[1]] * 18
+    # Confirmation is in seconds (confirm_s = 0.06): at dt = 0.08 s the 2nd processed frame confirms.
+    assert reported == [[]] + [[1]] * 19
 
 
 def test_dropped_frames_prediction_uses_timestamps(cfg: Config) -> None:
     """After a 3-frame gap in the timestamps (no update calls), the track continues with the same ID."""
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
     frames = list(range(10)) + list(range(14, 20))
     reported = [_ids(tracker.update(_dets([_moving_box(i, vx=12.0)]), i * DT)) for i in frames]
     assert reported == [[], []] + [[1]] * 14
@@ -131,7 +140,7 @@ def test_dropped_frames_prediction_uses_timestamps(cfg: Config) -> None:
 
 
 def test_pedestrian_does_not_continue_vehicle_track(cfg: Config) -> None:
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
     box = _box(400.0, 300.0)
     for i in range(5):
         out = tracker.update(_dets([box], [VEHICLE]), i * DT)
@@ -148,7 +157,7 @@ def test_pedestrian_does_not_continue_vehicle_track(cfg: Config) -> None:
 
 def test_class_consistency_holds_with_zero_iou_threshold(cfg: Config) -> None:
     """match_iou_threshold = 0 is a valid config; class gating must still hold."""
-    tracker = Tracker(cfg.tracker.model_copy(update={"match_iou_threshold": 0.0}))
+    tracker = running_tracker(cfg.tracker.model_copy(update={"match_iou_threshold": 0.0}))
     box = _box(400.0, 300.0)
     for i in range(5):
         tracker.update(_dets([box], [VEHICLE]), i * DT)
@@ -159,7 +168,7 @@ def test_class_consistency_holds_with_zero_iou_threshold(cfg: Config) -> None:
 def test_track_lost_longer_than_max_lost_gets_new_id(cfg: Config) -> None:
     assert cfg.tracker.max_lost_s == 1.0
     box = _box(400.0, 300.0)
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
     for i in range(5):
         tracker.update(_dets([box]), i * DT)
     # 30 empty frames: unmatched from t = 0.16 s to t = 1.36 s (1.2 s > max_lost_s)
@@ -173,7 +182,7 @@ def test_track_lost_longer_than_max_lost_gets_new_id(cfg: Config) -> None:
 def test_track_lost_shorter_than_max_lost_keeps_id(cfg: Config) -> None:
     """Counterpart of the test above: 0.8 s unmatched is bridged."""
     box = _box(400.0, 300.0)
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
     for i in range(5):
         tracker.update(_dets([box]), i * DT)
     for i in range(5, 25):  # unmatched from t = 0.16 s to t = 0.96 s
@@ -186,7 +195,7 @@ def test_track_lost_shorter_than_max_lost_keeps_id(cfg: Config) -> None:
 def test_track_expires_across_a_timestamp_gap_without_frames(cfg: Config) -> None:
     """No frames at all for 2 s (a stalled source): the track was unmatched > max_lost_s, so expired."""
     box = _box(400.0, 300.0)
-    tracker = Tracker(cfg.tracker)
+    tracker = running_tracker(cfg.tracker)
     for i in range(5):
         tracker.update(_dets([box]), i * DT)
     t_back = 4 * DT + 2.0
@@ -225,3 +234,50 @@ def test_iou_matrix_empty_and_degenerate() -> None:
     assert iou_matrix(boxes, np.zeros((0, 4), np.float32)).shape == (1, 0)
     point = np.array([[5, 5, 5, 5]], np.float32)  # zero-area boxes: union 0 gives IoU 0, not NaN
     assert iou_matrix(point, point).tolist() == [[0.0]]
+
+
+def test_kalman_bank_matches_filterpy_step_by_step(cfg: Config) -> None:
+    """The stacked filters are filterpy's KalmanFilter maths (Joseph-form update), with F, Q and R
+    built from each step's own time step: checked against filterpy itself on irregular steps."""
+    from filterpy.kalman import KalmanFilter
+
+    from perception.track import KalmanBank
+
+    rng = np.random.default_rng(7)
+    first = np.array([[100.0, 80.0, 40.0, 90.0], [300.0, 200.0, 20.0, 30.0]])
+    bank = KalmanBank(cfg.tracker)
+    bank.add(first)
+    refs = []
+    for row in range(2):
+        kf = KalmanFilter(dim_x=8, dim_z=4)
+        kf.H = np.eye(4, 8)
+        kf.x = np.concatenate((first[row], np.zeros(4)))[:, None]
+        kf.P = bank.P[row].copy()
+        refs.append(kf)
+    truth = first.copy()
+    for _ in range(30):
+        dt = float(rng.choice([0.04, 0.08, 0.12, 0.033]))
+        truth += np.array([30.0, -10.0, 2.0, 4.0]) * dt
+        q = bank.process_noise(dt)
+        F = np.eye(8)
+        F[:4, 4:] = np.eye(4) * dt
+        for row, kf in enumerate(refs):
+            kf.predict(F=F, Q=np.diag(q[row]))
+        bank.predict(dt)
+        z = truth + rng.normal(0, 1.0, truth.shape)
+        measured = np.array([0, 1]) if rng.random() > 0.3 else np.array([1])  # sometimes one is missed
+        r = bank.measurement_noise(z[measured])
+        for k, row in enumerate(measured):
+            refs[row].update(z[row][:, None], R=np.diag(r[k]))
+        bank.update(measured, z[measured])
+        for row, kf in enumerate(refs):
+            np.testing.assert_allclose(bank.x[row], kf.x[:, 0], rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(bank.P[row], kf.P, rtol=1e-9, atol=1e-9)
+
+
+def test_objects_in_view_at_start_up_are_reported_at_once(cfg: Config) -> None:
+    tracker = Tracker(cfg.tracker)
+    first = tracker.update(_dets([_moving_box(0)]), 0.0)
+    assert _ids(first) == [1]
+    late = tracker.update(_dets([_moving_box(1), [600.0, 100.0, 650.0, 180.0]]), DT)
+    assert _ids(late) == [1]  # the newcomer waits for confirmation
