@@ -6,7 +6,7 @@ just a longer prediction. Matching is class-consistent: a pedestrian never conti
 
 All tracks' filters are stepped together as stacked arrays (state (T, 8), covariance (T, 8, 8)), so the
 cost per frame barely grows with the number of objects. The maths is filterpy's KalmanFilter
-(predict; update with the Joseph-form covariance), which the tests use as the reference.
+(predict; update), which the tests use as the reference.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from perception.config import TrackerConfig
 from perception.types import Detections, Tracks
 
 _MIN_SIZE_PX = 1.0
-_H = np.eye(4, 8)  # measurement: cx, cy, w, h of the state cx, cy, w, h, vcx, vcy, vw, vh
 _EPS_S = 1e-6
 
 
@@ -31,13 +30,21 @@ class TrackState(enum.IntEnum):
 
 
 def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """Pairwise IoU, (len(a), len(b)), without Python loops."""
-    top_left = np.maximum(a_xyxy[:, None, :2], b_xyxy[None, :, :2])
-    bottom_right = np.minimum(a_xyxy[:, None, 2:], b_xyxy[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(a_xyxy[:, 2:] - a_xyxy[:, :2], axis=1)
-    area_b = np.prod(b_xyxy[:, 2:] - b_xyxy[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    """Pairwise IoU, (len(a), len(b)), in float32, one coordinate at a time (no (N, M, 2) temporaries)."""
+    a = a_xyxy.astype(np.float32, copy=False)
+    b = b_xyxy.astype(np.float32, copy=False)
+    ix = np.minimum(a[:, None, 2], b[None, :, 2])
+    ix -= np.maximum(a[:, None, 0], b[None, :, 0])
+    np.maximum(ix, 0, out=ix)
+    iy = np.minimum(a[:, None, 3], b[None, :, 3])
+    iy -= np.maximum(a[:, None, 1], b[None, :, 1])
+    np.maximum(iy, 0, out=iy)
+    inter = ix
+    inter *= iy
+    union = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None] + (
+        (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    )[None]
+    union -= inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
@@ -50,8 +57,30 @@ def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate((boxes[:, :2] - half, boxes[:, :2] + half), axis=1)
 
 
+def _assign(score: np.ndarray, admissible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-score one-to-one assignment over admissible pairs (Hungarian), exact but cheap in the
+    common case: a track and a detection that admit only each other are paired directly, and only
+    the contested rest goes to the solver."""
+    row_count, col_count = admissible.sum(1), admissible.sum(0)
+    only_col = admissible.argmax(1)
+    lone = np.flatnonzero((row_count == 1) & (col_count[only_col] == 1))
+    rows, cols = [lone], [only_col[lone]]
+    contested_rows = np.flatnonzero(row_count > 1)
+    contested_rows = np.union1d(contested_rows, np.flatnonzero((row_count == 1) & (col_count[only_col] > 1)))
+    if len(contested_rows):
+        contested_cols = np.flatnonzero(admissible[contested_rows].any(0))
+        sub = score[np.ix_(contested_rows, contested_cols)]
+        r, c = linear_sum_assignment(sub, maximize=True)
+        good = sub[r, c] > 0.0
+        rows.append(contested_rows[r[good]])
+        cols.append(contested_cols[c[good]])
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 class KalmanBank:
-    """Constant-velocity Kalman filters for many boxes at once. Noise scales with box height, as in
+    """State cx, cy, w, h, vcx, vcy, vw, vh; measurement cx, cy, w, h (H picks the first four).
+
+    Constant-velocity Kalman filters for many boxes at once. Noise scales with box height, as in
     ByteTrack/DeepSORT, and process noise with the time step."""
 
     def __init__(self, cfg: TrackerConfig) -> None:
@@ -110,8 +139,10 @@ class KalmanBank:
         S = P[:, :4, :4] + R
         K = np.linalg.solve(S, P[:, :4, :]).transpose(0, 2, 1)  # P H^T S^-1, with S and P symmetric
         x = x + (K @ (z_cxcywh - x[:, :4])[:, :, None])[:, :, 0]
-        A = np.eye(8) - K @ _H  # Joseph form: stays symmetric positive definite
-        P = A @ P @ A.transpose(0, 2, 1) + K @ R @ K.transpose(0, 2, 1)
+        # (I - KH) P, which equals filterpy's Joseph form for this optimal gain at a quarter of the cost;
+        # re-symmetrised so rounding cannot accumulate.
+        P = P - K @ P[:, :4, :]
+        P = 0.5 * (P + P.transpose(0, 2, 1))
         np.maximum(x[:, 2:4], _MIN_SIZE_PX, out=x[:, 2:4])
         self.x[rows], self.P[rows] = x, P
 
@@ -204,16 +235,9 @@ class Tracker:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         iou = iou_matrix(predicted[track_rows], detections.boxes_xyxy[det_rows])
         iou[self._label_ids[track_rows][:, None] != detections.label_ids[det_rows][None, :]] = -1.0
-        # Only rows and columns with some admissible pair take part: the assignment stays small.
         admissible = (iou >= min_iou) & (iou > 0.0)
-        rows_in = np.flatnonzero(admissible.any(1))
-        cols_in = np.flatnonzero(admissible.any(0))
-        if len(rows_in) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        sub = np.where(admissible[np.ix_(rows_in, cols_in)], iou[np.ix_(rows_in, cols_in)], 0.0)
-        rows, cols = linear_sum_assignment(sub, maximize=True)
-        good = sub[rows, cols] > 0.0
-        return track_rows[rows_in[rows[good]]], det_rows[cols_in[cols[good]]]
+        rows, cols = _assign(np.where(admissible, iou, 0.0), admissible)
+        return track_rows[rows], det_rows[cols]
 
     def _keep(self, mask: np.ndarray) -> None:
         if mask.all():

@@ -237,7 +237,7 @@ def test_iou_matrix_empty_and_degenerate() -> None:
 
 
 def test_kalman_bank_matches_filterpy_step_by_step(cfg: Config) -> None:
-    """The stacked filters are filterpy's KalmanFilter maths (Joseph-form update), with F, Q and R
+    """The stacked filters are filterpy's KalmanFilter maths (its Joseph-form update), with F, Q and R
     built from each step's own time step: checked against filterpy itself on irregular steps."""
     from filterpy.kalman import KalmanFilter
 
@@ -281,3 +281,22 @@ def test_objects_in_view_at_start_up_are_reported_at_once(cfg: Config) -> None:
     assert _ids(first) == [1]
     late = tracker.update(_dets([_moving_box(1), [600.0, 100.0, 650.0, 180.0]]), DT)
     assert _ids(late) == [1]  # the newcomer waits for confirmation
+
+
+def test_assignment_shortcut_is_exact() -> None:
+    """Pairing unambiguous track/detection pairs directly must give the Hungarian optimum."""
+    from scipy.optimize import linear_sum_assignment
+
+    from perception.track import _assign
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n, m = rng.integers(1, 12, 2)
+        score = rng.uniform(0, 1, (n, m)) * (rng.uniform(0, 1, (n, m)) < 0.25)
+        admissible = score > 0.3
+        masked = np.where(admissible, score, 0.0)
+        rows, cols = _assign(masked, admissible)
+        assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
+        assert admissible[rows, cols].all()
+        r, c = linear_sum_assignment(masked, maximize=True)
+        assert masked[rows, cols].sum() == pytest.approx(masked[r, c].sum())
