@@ -13,12 +13,15 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from perception import __version__
 from perception.config import Config, load_config
 from perception.detect import create_detector
+from perception.detector_cli import add_backend_argument, add_commands
+from perception.detector_cli import run as run_detector_command
 from perception.errors import PerceptionError
 from perception.pipeline import Pipeline, StageError
 from perception.sinks import Annotator, DisplaySink, EventLog, Sink, VideoSink
@@ -38,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
         "run", help="detect, track and time-to-collision on a video, folder, camera or stream"
     )
     run.add_argument("source", help="video file, image folder, camera index (0) or rtsp:// / http(s):// URL")
-    run.add_argument("--model", required=True, help="detector model (.onnx)")
+    run.add_argument(
+        "--model",
+        help="detector model: .onnx, OpenVINO IR, .pt, .engine (default: config detector.default_model)",
+    )
+    add_backend_argument(run)
     run.add_argument(
         "--out", required=True, type=Path, help="output folder for annotated.mp4 and events.jsonl"
     )
@@ -63,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     mot.add_argument("--config", help="YAML overriding configs/default.yaml")
     mot.add_argument("--out", type=Path, help="result file (default: out/eval-mot/SEQ_NAME.txt)")
     mot.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+
+    ttc = commands.add_parser("eval-ttc", help="score TTC, distance and warnings against a ground-truth CSV")
+    ttc.add_argument("video", help="video to run (e.g. a scenario from python -m perception.synthetic)")
+    ttc.add_argument("--truth", required=True, type=Path, help="per-frame ground truth CSV")
+    ttc.add_argument("--model", required=True, help="detector model")
+    ttc.add_argument("--config", help="YAML overriding configs/default.yaml")
+    ttc.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    add_commands(commands)
     return parser
 
 
@@ -72,9 +87,13 @@ def _run(args: argparse.Namespace) -> int:
         overrides["source"] = {"mode": args.mode}
     if args.show:
         overrides["output"] = {"show": True}
+    if args.backend:
+        overrides["detector"] = {"backend": args.backend}
     cfg = load_config(args.config, overrides)
+    args.model = args.model or cfg.detector.default_model
 
-    source = open_source(args.source, cfg.source, fps=args.fps)
+    health = _HealthRelay()
+    source = open_source(args.source, cfg.source, fps=args.fps, on_health=health)
     try:
         detector = create_detector(args.model, cfg)
     except BaseException:
@@ -85,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     labels = cfg.labels
     print(
         f"perception: {source.name} ({'live' if source.is_live else 'replay'}, {source.fps:g} fps) -> "
-        f"{Path(args.model).name} [{cfg.detector.backend}, {detector.layout}, "
+        f"{Path(args.model).name} [{detector.backend}, {detector.layout}, "
         f"{detector.input_hw[0]}x{detector.input_hw[1]}] -> {args.out}",
         file=sys.stderr,
     )
@@ -99,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
                 live=source.is_live,
                 fps=source.fps,
                 model=str(args.model),
-                backend=cfg.detector.backend,
+                backend=detector.backend,
                 layout=detector.layout,
                 input_hw=list(detector.input_hw),
                 labels=labels,
@@ -116,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
             on_frame=(lambda _r: progress.update()) if progress else None,
         )
         stop_signal = _install_signal_handlers(pipeline)
+        health.events, health.active = events, True
         try:
             summary = pipeline.run()
         except StageError as exc:
@@ -123,6 +143,7 @@ def _run(args: argparse.Namespace) -> int:
                 events.event("error", stage=exc.stage, message=_one_line(exc.error))
             raise
         finally:
+            health.active = False
             if progress:
                 progress.close()
         if events is not None:
@@ -131,6 +152,7 @@ def _run(args: argparse.Namespace) -> int:
                 frames_grabbed=summary.frames_grabbed,
                 frames_processed=summary.frames_processed,
                 frames_dropped=summary.frames_dropped,
+                frames_stale=summary.frames_stale,
                 elapsed_s=round(summary.elapsed_s, 3),
                 fps=round(summary.fps, 2),
                 interrupted=summary.interrupted or bool(stop_signal),
@@ -140,13 +162,29 @@ def _run(args: argparse.Namespace) -> int:
         raise PerceptionError(f"no frame could be read from {source.name}")
     print(
         f"perception: {summary.frames_processed} frames in {summary.elapsed_s:.1f} s "
-        f"({summary.fps:.1f} fps), "
-        f"{summary.frames_dropped} dropped, e2e latency p50 {summary.e2e_percentile(50):.0f} ms "
+        f"({summary.fps:.1f} fps), {summary.frames_dropped} dropped, {summary.frames_stale} stale, "
+        f"e2e latency p50 {summary.e2e_percentile(50):.0f} ms "
         f"p99 {summary.e2e_percentile(99):.0f} ms -> {args.out}",
         file=sys.stderr,
     )
     if stop_signal:
         return EXIT_SIGTERM if stop_signal[0] == signal.SIGTERM else EXIT_SIGINT
+    return 0
+
+
+def _eval_ttc(args: argparse.Namespace) -> int:
+    import json
+
+    from perception.ttc_eval import evaluate_ttc
+
+    if not args.truth.is_file():
+        raise PerceptionError(f"truth file not found: {args.truth}")
+    scores = evaluate_ttc(Path(args.video), args.truth, args.model, load_config(args.config))
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        for key, value in scores.items():
+            print(f"{key}: {value}")
     return 0
 
 
@@ -199,6 +237,23 @@ def _open_sinks(
     return sinks, events
 
 
+class _HealthRelay:
+    """A live source's state changes (connected, stalled, reconnecting, recovered, gave_up) while the
+    run is on: a `source` line in events.jsonl and one line on stderr each. Called from the grab thread."""
+
+    def __init__(self) -> None:
+        self.events: EventLog | None = None
+        self.active = False
+
+    def __call__(self, state: str, fields: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        if self.events is not None:
+            self.events.event("source", state=state, **fields)
+        details = ", ".join(f"{k} {v}" for k, v in fields.items() if k not in ("source", "at_ns"))
+        print(f"perception: source {state}" + (f" ({details})" if details else ""), file=sys.stderr)
+
+
 def _progress_bar(total: int | None):
     """A bar for file sources only (live feeds have no end); hidden when stderr is not a terminal."""
     if total is None:
@@ -236,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "eval-mot":
             return _eval_mot(args)
+        if args.command == "eval-ttc":
+            return _eval_ttc(args)
+        return run_detector_command(args)
     except PerceptionError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
     except StageError as exc:

@@ -30,6 +30,7 @@ class SourceConfig(_Strict):
     # live sources (streams, cameras): transport, stall detection, reconnecting, frame age
     rtsp_transport: Literal["tcp", "udp"]
     stream_probe_s: Annotated[float, Field(gt=0, le=10)]
+    stream_decode_threads: Annotated[int, Field(ge=0, le=64)]
     read_timeout_s: PosFloat
     connect_attempts: Annotated[int, Field(ge=1, le=1000)]
     reconnect_attempts: Annotated[int, Field(ge=1)] | Literal["forever"]
@@ -60,13 +61,17 @@ class PipelineConfig(_Strict):
 
 
 class DetectorConfig(_Strict):
-    backend: Literal["onnxruntime"]
+    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"]
+    default_model: Annotated[str, Field(min_length=1)]
     layout: Literal["auto", "yolox", "ultralytics"]
     input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]]
     conf_threshold: Fraction
     nms_iou_threshold: Fraction
     max_detections: Annotated[int, Field(ge=1, le=10000)]
     intra_op_threads: Annotated[int, Field(ge=0, le=256)]
+    openvino_device: Annotated[str, Field(min_length=1)]
+    openvino_hint: Literal["LATENCY", "THROUGHPUT"]
+    openvino_threads: Annotated[int, Field(ge=0, le=256)]
 
     @field_validator("input_size")
     @classmethod
@@ -74,6 +79,26 @@ class DetectorConfig(_Strict):
         if size[0] % 32 or size[1] % 32:
             raise ValueError(f"height and width must be multiples of 32, got {list(size)}")
         return size
+
+
+class TensorRTConfig(_Strict):
+    engine_dir: Annotated[str, Field(min_length=1)]
+    precision: Literal["fp32", "fp16", "int8"]
+    batch: Annotated[int, Field(ge=1, le=64)]
+    workspace_mib: Annotated[int, Field(ge=0)]
+    device: Annotated[int, Field(ge=0)]
+    warmup_runs: Annotated[int, Field(ge=0, le=100)]
+    calib_min_images: Annotated[int, Field(ge=1)]
+    calib_max_images: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _calibration_range(self) -> TensorRTConfig:
+        if self.calib_max_images < self.calib_min_images:
+            raise ValueError(
+                f"calib_max_images ({self.calib_max_images}) must be at least calib_min_images "
+                f"({self.calib_min_images})"
+            )
+        return self
 
 
 class TrackerConfig(_Strict):
@@ -90,9 +115,37 @@ class TrackerConfig(_Strict):
 
 class TTCConfig(_Strict):
     window_s: PosFloat
-    min_samples: Annotated[int, Field(ge=2, le=1000)]
+    min_samples: Annotated[int, Field(ge=3, le=1000)]
     min_span_s: PosFloat
     max_ttc_s: PosFloat
+    object_height_m: dict[str, PosFloat]
+    size_prior_rel_std: PosFloat
+    pitch_std_deg: PosFloat
+    edge_px_std: PosFloat
+
+
+class CameraConfig(_Strict):
+    profile: Annotated[str, Field(min_length=1)]  # name in configs/cameras/ or a path
+
+
+class FCWConfig(_Strict):
+    labels: list[str]
+    lane_width_m: Annotated[float, Field(gt=0, le=20)]
+    caution_ttc_s: PosFloat
+    warning_ttc_s: PosFloat
+    min_persistence_s: Annotated[float, Field(ge=0)]
+    min_clear_s: Annotated[float, Field(ge=0)]
+    hysteresis: Annotated[float, Field(ge=0, le=2)]
+    cooldown_s: Annotated[float, Field(ge=0)]
+    max_dist_m: PosFloat
+    max_closing_mps: PosFloat
+    max_ttc_rel_std: PosFloat
+
+    @model_validator(mode="after")
+    def _warning_before_caution(self) -> FCWConfig:
+        if self.warning_ttc_s > self.caution_ttc_s:
+            raise ValueError("warning_ttc_s must not exceed caution_ttc_s")
+        return self
 
 
 class OutputConfig(_Strict):
@@ -106,9 +159,12 @@ class Config(_Strict):
     source: SourceConfig
     pipeline: PipelineConfig
     detector: DetectorConfig
+    tensorrt: TensorRTConfig
     classes: dict[str, list[str]]
     tracker: TrackerConfig
+    camera: CameraConfig
     ttc: TTCConfig
+    fcw: FCWConfig
     output: OutputConfig
 
     @field_validator("classes")
@@ -170,7 +226,8 @@ def _format_error(exc: ValidationError) -> str:
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{key}: {err['msg']}{shown}{more}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{key + ': ' if key else ''}{msg}{shown}{more}"
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:

@@ -21,13 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from perception.camera import Camera, estimate_distance, load_camera_profile
 from perception.config import Config
 from perception.detect import Detector
+from perception.fcw import ForwardCollisionWarning
 from perception.sinks import Sink, StopRequested
 from perception.sources import Source
 from perception.track import Tracker
 from perception.ttc import TTCEstimator
-from perception.types import FrameResult
+from perception.types import CollisionWarning, Frame, FrameResult, Tracks
 
 _END = object()  # end-of-stream marker, passed down through every queue
 _POLL_S = 0.05
@@ -66,7 +68,8 @@ class LatestQueue:
 class RunSummary:
     frames_grabbed: int = 0
     frames_processed: int = 0
-    frames_dropped: int = 0
+    frames_dropped: int = 0  # live: replaced in the queue by a newer frame before detection took it
+    frames_stale: int = 0  # live: older than source.max_frame_age_s when detection could start
     elapsed_s: float = 0.0
     interrupted: bool = False
     e2e_ms: list[float] = field(default_factory=list)  # recent samples only (bounded)
@@ -110,6 +113,11 @@ class Pipeline:
         self.on_frame = on_frame
         self.tracker = Tracker(cfg.tracker)
         self.ttc = TTCEstimator(cfg.ttc)
+        self.fcw = ForwardCollisionWarning(cfg.fcw, cfg.labels)
+        self._camera_profile = load_camera_profile(cfg.camera.profile)
+        self._cameras: dict[tuple[int, int], Camera] = {}
+        heights = cfg.ttc.object_height_m
+        self._object_height_m = np.array([heights.get(label, np.nan) for label in cfg.labels])
         size = cfg.pipeline.replay_queue_size
         self._grabbed: LatestQueue | queue.Queue = LatestQueue() if source.is_live else queue.Queue(size)
         self._detected: queue.Queue = queue.Queue(2)
@@ -118,10 +126,16 @@ class Pipeline:
         self._errors: list[StageError] = []
         self._summary = RunSummary()
         self._e2e = np.zeros(self.LATENCY_SAMPLES)
+        self._frame_hw: tuple[int, int] | None = None  # frame size the tracker's boxes refer to
+        self._track_id_base = 0  # added to the tracker's IDs, so IDs stay unique across tracker resets
+        self._max_track_id = 0
 
     def stop(self) -> None:
         """Ask every stage to finish; safe from any thread or a signal handler."""
         self._stop.set()
+        interrupt = getattr(self.source, "interrupt", None)  # a live read() may be blocked waiting
+        if interrupt is not None:
+            interrupt()
 
     # -- queue helpers that give up when the run is stopping ------------------------------------------
     def _put(self, q: LatestQueue | queue.Queue, item: Any) -> bool:
@@ -150,15 +164,21 @@ class Pipeline:
                     break
                 self._summary.frames_grabbed += 1
                 latency_ms = {} if frame.decode_ms is None else {"grab": frame.decode_ms}
+                if frame.backlog_ms is not None:
+                    latency_ms["backlog"] = frame.backlog_ms
                 self._put(self._grabbed, (frame, latency_ms))
         finally:
             self.source.close()
 
     def _detect(self) -> None:
+        max_age_ms = self.cfg.source.max_frame_age_s * 1e3 if self.source.is_live else float("inf")
         while (item := self._get(self._grabbed)) is not _END:
             frame, latency_ms = item
             t0 = time.monotonic_ns()
             latency_ms["wait"] = (t0 - frame.capture_ns) / 1e6
+            if latency_ms["wait"] + latency_ms.get("backlog", 0.0) > max_age_ms:
+                self._summary.frames_stale += 1  # results this late are of no use to a live feed
+                continue
             detections = self.detector.detect(frame.image)
             latency_ms["detect"] = (time.monotonic_ns() - t0) / 1e6
             if not self._put(self._detected, (frame, detections, latency_ms)):
@@ -168,15 +188,52 @@ class Pipeline:
         while (item := self._get(self._detected)) is not _END:
             frame, detections, latency_ms = item
             t0 = time.monotonic_ns()
-            tracks = self.tracker.update(detections, frame.source_ts_s)
             h, w = frame.image.shape[:2]
+            if self._frame_hw != (h, w):
+                self._restart_tracking((h, w))
+            tracks = self.tracker.update(detections, frame.source_ts_s)
+            if self._track_id_base and len(tracks):
+                tracks.ids += self._track_id_base
+            if len(tracks):
+                self._max_track_id = max(self._max_track_id, int(tracks.ids.max()))
             np.clip(tracks.boxes_xyxy, 0, (w, h, w, h), out=tracks.boxes_xyxy)  # filtered boxes can overshoot
             t1 = time.monotonic_ns()
-            tracks.ttc_s = self.ttc.update(tracks, frame.source_ts_s, (h, w))
+            warning, events = self._assess_threats(tracks, frame)
             latency_ms["track"] = (t1 - t0) / 1e6
             latency_ms["ttc"] = (time.monotonic_ns() - t1) / 1e6
-            if not self._put(self._tracked, FrameResult(frame, detections, tracks, latency_ms)):
+            result = FrameResult(frame, detections, tracks, latency_ms, warning, events)
+            if not self._put(self._tracked, result):
                 return
+
+    def _assess_threats(self, tracks: Tracks, frame: Frame) -> tuple[CollisionWarning, list[dict]]:
+        """Distance, TTC and in-path per track (set on `tracks`), then the warning state."""
+        t_s, frame_hw = frame.source_ts_s, frame.image.shape[:2]
+        camera = self._cameras.get(frame_hw)
+        if camera is None:
+            camera = self._cameras[frame_hw] = Camera(self._camera_profile, frame_hw)
+        ttc_cfg = self.cfg.ttc
+        dist_m, _ = estimate_distance(
+            camera,
+            tracks.boxes_xyxy,
+            self._object_height_m[tracks.label_ids],
+            ttc_cfg.size_prior_rel_std,
+            np.radians(ttc_cfg.pitch_std_deg),
+            ttc_cfg.edge_px_std,
+        )
+        tracks.dist_m = dist_m.astype(np.float32)
+        self.ttc.update(tracks, t_s, frame_hw, frame.image)
+        warning, events = self.fcw.update(tracks, t_s, camera)
+        return warning, [{**event, "frame": frame.index} for event in events]
+
+    def _restart_tracking(self, frame_hw: tuple[int, int]) -> None:
+        """Boxes and box-size histories are in pixels: when a stream comes back at another resolution
+        they no longer describe anything, so tracking starts afresh. New IDs continue above the ones
+        already reported, so an ID never names two objects in one run."""
+        if self._frame_hw is not None:
+            self.tracker = Tracker(self.cfg.tracker)
+            self.ttc = TTCEstimator(self.cfg.ttc)
+            self._track_id_base = self._max_track_id
+        self._frame_hw = frame_hw
 
     def _sink(self) -> None:
         try:

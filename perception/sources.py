@@ -16,6 +16,7 @@ import cv2
 
 from perception.config import SourceConfig
 from perception.errors import PerceptionError
+from perception.sources_live import HealthCallback, LiveCaptureSource, connect
 from perception.types import Frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -23,6 +24,9 @@ STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp:
 
 
 class Source(Protocol):
+    """Live sources whose read() can block (streams, cameras) also offer `interrupt()`, which makes a
+    blocked read() return None soon; the pipeline calls it, when present, on stop."""
+
     name: str
     is_live: bool  # frames arrive at the source's pace; the pipeline drops what it cannot keep up with
     fps: float  # nominal rate, used for output video and pacing
@@ -80,6 +84,7 @@ class VideoFileSource:
         else:
             ok, image = self._cap.read()
         if not ok:
+            self._check_complete()
             return None
         decode_ms = (time.monotonic_ns() - t0) / 1e6
         pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
@@ -88,6 +93,15 @@ class VideoFileSource:
         frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s, decode_ms)
         self._index += 1
         return frame
+
+    def _check_complete(self) -> None:
+        """OpenCV just stops reading at a cut or a broken stretch; the container's frame count tells.
+        A little slack, as some containers only estimate the count from duration and frame rate."""
+        count = self.frame_count
+        if count is not None and self._index < count - max(2, count // 100):
+            raise PerceptionError(
+                f"video {self.name} ended after {self._index} of {count} frames: truncated or corrupt"
+            )
 
     def close(self) -> None:
         self._cap.release()
@@ -138,55 +152,20 @@ class ImageFolderSource:
         self._files = []
 
 
-class LiveCaptureSource:
-    """A camera index or a network stream: frames come at the device's pace, stamped on arrival."""
-
-    def __init__(self, cap: cv2.VideoCapture, name: str, cfg: SourceConfig) -> None:
-        self.name = name
-        self._cap = cap
-        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, cfg.camera_buffer_size)
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if 0 < fps < 1000 else 30.0
-        self.frame_count = None
-        self.is_live = True
-        self._index = 0
-
-    def read(self) -> Frame | None:
-        ok, image = self._cap.read()
-        if not ok:
-            return None
-        capture_ns = time.monotonic_ns()
-        frame = Frame(image, self._index, capture_ns, capture_ns / 1e9)
-        self._index += 1
-        return frame
-
-    def close(self) -> None:
-        self._cap.release()
-
-
-def _open_capture(spec: str | int, cfg: SourceConfig) -> cv2.VideoCapture | None:
-    timeout_ms = int(cfg.open_timeout_s * 1000)
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-    backend = cv2.CAP_ANY if isinstance(spec, int) else cv2.CAP_FFMPEG
-    cap = cv2.VideoCapture(spec, backend, params)
-    return cap if cap.isOpened() else None
-
-
-def open_source(spec: str, cfg: SourceConfig, fps: float | None = None) -> Source:
-    """Pick the source from the string: a digit is a camera, a URL a stream, a folder a sequence."""
+def open_source(
+    spec: str, cfg: SourceConfig, fps: float | None = None, on_health: HealthCallback | None = None
+) -> Source:
+    """Pick the source from the string: a digit is a camera, a URL a stream, a folder a sequence.
+    `on_health` hears a live source's state changes (connected, stalled, reconnecting, ...)."""
     realtime = cfg.mode == "realtime"
     if spec.isdigit():
-        cap = _open_capture(int(spec), cfg)
-        if cap is None:
-            raise PerceptionError(f"cannot open camera {spec}: no such device, or it is busy")
-        return LiveCaptureSource(cap, spec, cfg)
+        cap, attempts = connect(int(spec), cfg)
+        return LiveCaptureSource(int(spec), cap, cfg, on_health, attempts)
     if spec.lower().startswith(STREAM_SCHEMES):
-        cap = _open_capture(spec, cfg)
-        if cap is None:
-            raise PerceptionError(f"cannot open stream {spec}: no answer within {cfg.open_timeout_s:g} s")
+        cap, attempts = connect(spec, cfg)
         if spec.lower().startswith(("http://", "https://")) and cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0:
             return VideoFileSource(cap, spec, realtime)  # a finite file served over HTTP: a replay
-        return LiveCaptureSource(cap, spec, cfg)
+        return LiveCaptureSource(spec, cap, cfg, on_health, attempts)
     path = Path(spec)
     if path.is_dir():
         return ImageFolderSource(path, fps, cfg.image_folder_fps, realtime)

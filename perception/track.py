@@ -275,4 +275,7 @@ class Tracker:
             class_ids=self._class_ids[shown].astype(np.int32),
             label_ids=self._label_ids[shown].astype(np.int32),
             ttc_s=np.full(len(shown), np.nan, np.float32),
+            ttc_std_s=np.full(len(shown), np.nan, np.float32),
+            dist_m=np.full(len(shown), np.nan, np.float32),
+            in_path=np.zeros(len(shown), bool),
         )

@@ -1,17 +1,24 @@
-"""Time-to-collision from the rate at which a track's box grows.
+"""Time-to-collision per track, from two cues fitted over a short window of timestamps, then fused.
 
-An object's image size s is proportional to 1/Z, so 1/s is proportional to its distance, and for a
-constant closing speed 1/s falls linearly in time. A straight line fitted to 1/s against timestamps over
-a short window, evaluated now, gives TTC = (1/s)(now) / -(d(1/s)/dt) without knowing the object's real
-size or distance. (Fitting ln s instead would give the TTC of the window's middle: late by half a
-window, exactly when it matters.) Receding or static objects and tracks with too little history get
-NaN ("unknown").
+- Scale: an object's image size s is proportional to 1/Z, so 1/s is proportional to its distance and,
+  at a constant closing speed, falls linearly in time. A line fitted to 1/s and evaluated now gives
+  TTC = (1/s)(now) / -(d(1/s)/dt), needing neither the object's real size nor its distance. (Fitting
+  ln s would give the TTC of the window's middle: half a window late, exactly when it matters.)
+- Distance: the same fit on the track's estimated distance (camera.estimate_distance), whose bottom
+  edge cue is independent of the box's height.
 
-Histories live in one (slots x samples) ring buffer so the fit is vectorised across all tracks.
+Each fit rejects outliers (residuals beyond 3 robust sigmas, then refits) and carries an uncertainty
+(OLS standard errors, propagated to TTC); the two TTCs are fused by inverse variance. Receding or static
+objects, boxes cut by the frame edge, and tracks with too little history get NaN ("unknown").
+
+Histories live in (slots x samples) ring buffers, so all fits are vectorised across tracks.
 """
 
 from __future__ import annotations
 
+import warnings
+
+import cv2
 import numpy as np
 
 from perception.config import TTCConfig
@@ -19,6 +26,50 @@ from perception.types import Tracks
 
 _SAMPLES_PER_SLOT = 64  # ring length; samples older than window_s are ignored anyway
 _EDGE_MARGIN_PX = 2.0
+_OUTLIER_SIGMAS = 3.0
+_FLOW_GRID = 6  # points per side of the grid tracked inside each box
+_FLOW_INSET = 0.2  # keep the grid this far inside the box, off the background
+_FLOW_MIN_BOX_PX = 24.0  # smaller boxes: Lucas-Kanade windows would straddle the background
+_FLOW_MIN_POINTS = 8
+_FLOW_FB_MAX_PX = 0.7  # forward-backward disagreement beyond this: the point is not trusted
+
+
+def fit_ttc(
+    dt_s: np.ndarray, y: np.ndarray, use: np.ndarray, cfg: TTCConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: TTC = a / -b (and its standard deviation) from a line y = a + b * dt fitted to y, a
+    quantity proportional to distance sampled at dt <= 0 (relative to now); NaN where the samples do
+    not show an approaching object."""
+    for attempt in range(2):
+        n = use.sum(1)
+        n_safe = np.maximum(n, 1)
+        x = np.where(use, dt_s, 0.0)
+        yy = np.where(use, y, 0.0)
+        x_mean, y_mean = x.sum(1) / n_safe, yy.sum(1) / n_safe
+        xc = np.where(use, dt_s - x_mean[:, None], 0.0)
+        sxx = (xc**2).sum(1)
+        b = np.divide((xc * (yy - y_mean[:, None])).sum(1), sxx, out=np.zeros_like(sxx), where=sxx > 0)
+        a = y_mean - b * x_mean
+        resid = np.where(use, y - (a[:, None] + b[:, None] * dt_s), 0.0)
+        if attempt == 0:  # drop samples beyond 3 robust sigmas (MAD), keep the rest, fit again
+            abs_r = np.where(use, np.abs(resid), np.nan)
+            with warnings.catch_warnings():  # rows with no samples yet: NaN, handled below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mad = np.nanmedian(abs_r, axis=1) if abs_r.size else np.zeros(len(abs_r))
+            limit = _OUTLIER_SIGMAS * 1.4826 * np.nan_to_num(mad)
+            kept = use & (np.abs(resid) <= limit[:, None] + 1e-12)
+            use = np.where((kept.sum(1) >= cfg.min_samples)[:, None], kept, use)
+    s2 = (resid**2).sum(1) / np.maximum(n - 2, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_b = s2 / sxx
+        var_a = s2 * (1.0 / n_safe + x_mean**2 / sxx)
+        cov_ab = -x_mean * s2 / sxx
+        ttc = a / -b
+        var_ttc = var_a / b**2 + a**2 * var_b / b**4 - 2 * a * cov_ab / b**3
+    span = -np.where(use, dt_s, 0.0).min(1) if dt_s.size else np.zeros(len(dt_s))
+    ok = (n >= cfg.min_samples) & (span >= cfg.min_span_s) & (sxx > 0) & (a > 0) & (b < 0)
+    ok &= ttc <= cfg.max_ttc_s
+    return np.where(ok, ttc, np.nan), np.where(ok, np.sqrt(np.maximum(var_ttc, 0.0)), np.nan)
 
 
 class TTCEstimator:
@@ -26,64 +77,75 @@ class TTCEstimator:
         self.cfg = cfg
         self._t_s = np.full((capacity, _SAMPLES_PER_SLOT), np.nan)
         self._inv_size = np.full((capacity, _SAMPLES_PER_SLOT), np.nan)
+        self._dist_m = np.full((capacity, _SAMPLES_PER_SLOT), np.nan)
         self._write_pos = np.zeros(capacity, np.int64)
         self._last_t_s = np.full(capacity, -np.inf)
+        self._last_box = np.full((capacity, 4), np.nan)
+        self._log_size = np.full(capacity, np.nan)  # running log of image size, chained frame to frame
         self._slot_of: dict[int, int] = {}
         self._free_slots = list(range(capacity - 1, -1, -1))
+        self._prev_gray: np.ndarray | None = None
+        self._prev_t_s = -np.inf
 
-    def update(self, tracks: Tracks, t_s: float, frame_hw: tuple[int, int]) -> np.ndarray:
-        """Record this frame's box sizes and return TTC in seconds per track (NaN where unknown).
+    def update(
+        self, tracks: Tracks, t_s: float, frame_hw: tuple[int, int], image: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Record this frame's sizes (and distances, where `tracks.dist_m` has them), set
+        `tracks.ttc_s` and `tracks.ttc_std_s`, and return TTC in seconds per track (NaN: unknown).
 
-        A box cut by the frame edge grows as the object enters the view, not as it approaches: such
-        boxes add no sample and get no TTC.
+        With the frame `image`, a track's size change from the previous frame is measured by optical
+        flow of points inside its box (their spread grows with the object), which is far steadier than
+        the detector's box; the box ratio is the fallback. A box cut by the frame edge grows as the
+        object enters the view, not as it approaches: it adds no sample and gets no TTC.
         """
         self._release_stale(t_s)
-        if len(tracks) == 0:
-            return np.zeros(0, np.float32)
-        boxes = tracks.boxes_xyxy
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image is not None else None
+        n = len(tracks)
+        if n == 0:
+            self._prev_gray, self._prev_t_s = gray, t_s
+            tracks.ttc_s, tracks.ttc_std_s = np.zeros(0, np.float32), np.zeros(0, np.float32)
+            return tracks.ttc_s
+        boxes = tracks.boxes_xyxy.astype(np.float64)
         h, w = frame_hw
+        dist = tracks.dist_m if len(tracks.dist_m) == n else np.full(n, np.nan)
         m = _EDGE_MARGIN_PX
         whole = (boxes[:, 0] > m) & (boxes[:, 1] > m) & (boxes[:, 2] < w - m) & (boxes[:, 3] < h - m)
-        slots = np.fromiter((self._slot(int(i)) for i in tracks.ids), np.int64, len(tracks))
-        wh = boxes[:, 2:] - boxes[:, :2]
-        size = np.sqrt(np.clip(wh[:, 0] * wh[:, 1], 1e-6, None))
-        rec = slots[whole]
-        pos = self._write_pos[rec] % _SAMPLES_PER_SLOT
-        self._t_s[rec, pos] = t_s
-        self._inv_size[rec, pos] = 1.0 / size[whole]
-        self._write_pos[rec] += 1
-        self._last_t_s[slots] = t_s
-        ttc_s = self._fit(slots, t_s)
-        ttc_s[~whole] = np.nan
-        return ttc_s
+        slots = np.fromiter((self._slot(int(i)) for i in tracks.ids), np.int64, n)
 
-    def _fit(self, slots: np.ndarray, t_s: float) -> np.ndarray:
-        cfg = self.cfg
-        dt = self._t_s[slots] - t_s  # <= 0, relative to now for numerical stability
-        valid = dt >= -cfg.window_s  # NaN compares False
-        n = valid.sum(1)
-        n_safe = np.maximum(n, 1)
-        dt = np.where(valid, dt, 0.0)
-        inv_size = np.where(valid, self._inv_size[slots], 0.0)  # 1/s, proportional to distance
-        dt_mean = dt.sum(1) / n_safe
-        inv_mean = inv_size.sum(1) / n_safe
-        dt_c = np.where(valid, dt - dt_mean[:, None], 0.0)
-        var = (dt_c**2).sum(1)
-        slope = np.divide(
-            (dt_c * (inv_size - inv_mean[:, None])).sum(1), var, out=np.zeros_like(var), where=var > 0
+        size = _box_size(boxes)
+        last_box = self._last_box[slots]
+        ratio = size / _box_size(last_box)  # NaN for new tracks
+        linked = self._last_t_s[slots] == self._prev_t_s
+        if gray is not None and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
+            rows = np.flatnonzero(linked)
+            if len(rows):
+                flow = flow_scale(self._prev_gray, gray, last_box[rows])
+                ratio[rows] = np.where(np.isfinite(flow), flow, ratio[rows])
+        log_size = self._log_size[slots]
+        log_size = np.where(
+            np.isfinite(log_size) & np.isfinite(ratio), log_size + np.log(ratio), np.log(size)
         )
-        inv_now = inv_mean - slope * dt_mean  # the fitted line at dt = 0
-        closing = slope < 0
-        ttc_s = np.divide(inv_now, -slope, out=np.full_like(slope, np.nan), where=closing)
-        span = -dt.min(1)
-        ok = (
-            closing
-            & (n >= cfg.min_samples)
-            & (span >= cfg.min_span_s)
-            & (ttc_s > 0)
-            & (ttc_s <= cfg.max_ttc_s)
-        )
-        return np.where(ok, ttc_s, np.nan).astype(np.float32)
+        self._log_size[slots] = log_size
+        self._last_box[slots] = boxes
+
+        pos = self._write_pos[slots] % _SAMPLES_PER_SLOT
+        self._t_s[slots, pos] = t_s
+        self._inv_size[slots, pos] = np.where(whole, np.exp(-log_size), np.nan)
+        self._dist_m[slots, pos] = np.where(whole, dist, np.nan)
+        self._write_pos[slots] += 1
+        self._last_t_s[slots] = t_s
+        self._prev_gray, self._prev_t_s = gray, t_s
+
+        dt = self._t_s[slots] - t_s  # <= 0
+        recent = dt >= -self.cfg.window_s  # NaN compares False
+        inv_size, dist_hist = self._inv_size[slots], self._dist_m[slots]
+        ttc_scale, std_scale = fit_ttc(dt, inv_size, recent & np.isfinite(inv_size), self.cfg)
+        ttc_dist, std_dist = fit_ttc(dt, dist_hist, recent & np.isfinite(dist_hist), self.cfg)
+        ttc, std = _fuse(ttc_scale, std_scale, ttc_dist, std_dist)
+        ttc[~whole] = np.nan
+        std[~whole] = np.nan
+        tracks.ttc_s, tracks.ttc_std_s = ttc.astype(np.float32), std.astype(np.float32)
+        return tracks.ttc_s
 
     def _slot(self, track_id: int) -> int:
         slot = self._slot_of.get(track_id)
@@ -98,21 +160,84 @@ class TTCEstimator:
         """Forget tracks not seen for two windows, so memory follows the number of live tracks."""
         if not self._slot_of:
             return
-        stale = [
-            tid for tid, slot in self._slot_of.items() if self._last_t_s[slot] < t_s - 2 * self.cfg.window_s
-        ]
+        horizon = t_s - 2 * self.cfg.window_s
+        stale = [tid for tid, slot in self._slot_of.items() if self._last_t_s[slot] < horizon]
         for tid in stale:
             slot = self._slot_of.pop(tid)
             self._t_s[slot] = np.nan
             self._inv_size[slot] = np.nan
+            self._dist_m[slot] = np.nan
             self._write_pos[slot] = 0
             self._last_t_s[slot] = -np.inf
+            self._last_box[slot] = np.nan
+            self._log_size[slot] = np.nan
             self._free_slots.append(slot)
 
     def _grow(self) -> None:
         extra = len(self._write_pos)
         self._free_slots.extend(range(2 * extra - 1, extra - 1, -1))
-        self._t_s = np.vstack((self._t_s, np.full((extra, _SAMPLES_PER_SLOT), np.nan)))
-        self._inv_size = np.vstack((self._inv_size, np.full((extra, _SAMPLES_PER_SLOT), np.nan)))
+        blank = np.full((extra, _SAMPLES_PER_SLOT), np.nan)
+        self._t_s = np.vstack((self._t_s, blank))
+        self._inv_size = np.vstack((self._inv_size, blank))
+        self._dist_m = np.vstack((self._dist_m, blank))
         self._write_pos = np.concatenate((self._write_pos, np.zeros(extra, np.int64)))
         self._last_t_s = np.concatenate((self._last_t_s, np.full(extra, -np.inf)))
+        self._last_box = np.vstack((self._last_box, np.full((extra, 4), np.nan)))
+        self._log_size = np.concatenate((self._log_size, np.full(extra, np.nan)))
+
+
+def _box_size(boxes: np.ndarray) -> np.ndarray:
+    wh = boxes[:, 2:] - boxes[:, :2]
+    return np.sqrt(np.clip(wh[:, 0] * wh[:, 1], 1e-6, None))
+
+
+def flow_scale(prev_gray: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) -> np.ndarray:
+    """Per box, how much the object grew between two frames: the median ratio of distances between
+    pairs of points tracked by pyramidal Lucas-Kanade from a grid inside the box (inset, to stay on
+    the object). NaN where the box is too small or too few points track both ways consistently."""
+    m = len(prev_boxes)
+    out = np.full(m, np.nan)
+    heights = prev_boxes[:, 3] - prev_boxes[:, 1]
+    usable = np.flatnonzero(heights >= _FLOW_MIN_BOX_PX)
+    if len(usable) == 0:
+        return out
+    b = prev_boxes[usable]
+    frac = np.linspace(_FLOW_INSET, 1 - _FLOW_INSET, _FLOW_GRID)
+    xs = b[:, 0, None] + (b[:, 2] - b[:, 0])[:, None] * frac  # (M, G)
+    ys = b[:, 1, None] + (b[:, 3] - b[:, 1])[:, None] * frac
+    pts = np.stack(np.broadcast_arrays(xs[:, None, :], ys[:, :, None]), axis=-1).reshape(-1, 1, 2)
+    pts = pts.astype(np.float32)
+    lk = dict(
+        winSize=(7, 7), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.001)
+    )
+    nxt, ok_fwd, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **lk)
+    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, nxt, None, **lk)
+    p = _FLOW_GRID * _FLOW_GRID
+    fb_err = np.linalg.norm((back - pts).reshape(-1, p, 2), axis=2)
+    valid = (ok_fwd.reshape(-1, p) == 1) & (ok_back.reshape(-1, p) == 1) & (fb_err < _FLOW_FB_MAX_PX)
+    p0, p1 = pts.reshape(-1, p, 2).astype(np.float64), nxt.reshape(-1, p, 2).astype(np.float64)
+    d0 = np.linalg.norm(p0[:, :, None] - p0[:, None, :], axis=3)
+    d1 = np.linalg.norm(p1[:, :, None] - p1[:, None, :], axis=3)
+    upper = np.triu(np.ones((p, p), bool), 1)
+    pair = valid[:, :, None] & valid[:, None, :] & upper & (d0 > 0.25 * heights[usable, None, None])
+    ratios = np.where(pair, d1 / np.where(d0 > 0, d0, 1), np.nan).reshape(len(usable), -1)
+    enough = valid.sum(1) >= _FLOW_MIN_POINTS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scale = np.nanmedian(ratios, axis=1)
+    out[usable] = np.where(enough, scale, np.nan)
+    return out
+
+
+def _fuse(
+    ttc_a: np.ndarray, std_a: np.ndarray, ttc_b: np.ndarray, std_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance combination where both are known, else whichever is."""
+    both = np.isfinite(ttc_a) & np.isfinite(ttc_b)
+    var_a = np.maximum(np.nan_to_num(std_a) ** 2, 1e-6)
+    var_b = np.maximum(np.nan_to_num(std_b) ** 2, 1e-6)
+    fused = (np.nan_to_num(ttc_a) / var_a + np.nan_to_num(ttc_b) / var_b) / (1 / var_a + 1 / var_b)
+    fused_std = np.sqrt(1 / (1 / var_a + 1 / var_b))
+    ttc = np.where(both, fused, np.where(np.isfinite(ttc_a), ttc_a, ttc_b))
+    std = np.where(both, fused_std, np.where(np.isfinite(ttc_a), std_a, std_b))
+    return ttc, std

@@ -19,6 +19,9 @@ class Frame:
     source_ts_s: float
     decode_ms: float | None = None  # time to read and decode a file frame; None for live feeds,
     # whose read() mostly waits for the next frame to arrive
+    backlog_ms: float | None = None  # live streams: how much later than the stream's own clock this
+    # frame arrived, against the least-delayed frame since connecting (frames queued in the network or
+    # decoder: a reader falling behind); None where unknown
 
 
 @dataclass(slots=True)
@@ -50,7 +53,7 @@ class Detections:
 
 @dataclass(slots=True)
 class Tracks:
-    """Confirmed tracks reported for one frame. `ttc_s` is NaN where time-to-collision is unknown."""
+    """Confirmed tracks reported for one frame. NaN in `ttc_s` or `dist_m` means unknown."""
 
     ids: np.ndarray  # (N,) int64, stable across frames
     boxes_xyxy: np.ndarray  # (N, 4) float32, filtered box
@@ -58,6 +61,9 @@ class Tracks:
     class_ids: np.ndarray  # (N,) int32
     label_ids: np.ndarray  # (N,) int32
     ttc_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) float32
+    ttc_std_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) its uncertainty
+    dist_m: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) distance ahead
+    in_path: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (N,) inside the ego corridor
 
     @classmethod
     def empty(cls) -> Tracks:
@@ -82,3 +88,15 @@ class FrameResult:
     detections: Detections
     tracks: Tracks
     latency_ms: dict[str, float]  # per stage, plus "e2e" from capture to sink
+    warning: CollisionWarning | None = None  # forward collision warning state after this frame
+    events: list[dict] = field(default_factory=list)  # things that happened at this frame (e.g. FCW changes)
+
+
+@dataclass(slots=True, frozen=True)
+class CollisionWarning:
+    """The forward collision warning level and the track that sets it."""
+
+    level: str  # "none" | "caution" | "warning"
+    track_id: int | None = None
+    ttc_s: float | None = None
+    dist_m: float | None = None

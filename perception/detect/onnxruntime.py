@@ -2,44 +2,34 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from perception.config import DetectorConfig
-from perception.detect.postprocess import (
-    COCO_NAMES,
-    INPUT_FORMATS,
-    Letterbox,
-    Taxonomy,
-    decode_ultralytics,
-    decode_yolox,
-    detect_layout,
-    finish_detections,
-    yolox_grid,
-)
+from perception.detect.postprocess import HeadDecoder, class_names_from, detect_layout
 from perception.errors import PerceptionError
 from perception.types import Detections
 
 
-def _class_names(session: ort.InferenceSession, num_classes: int) -> list[str]:
-    """Ultralytics exports store `names` in the model metadata; otherwise assume COCO when it fits."""
-    names = session.get_modelmeta().custom_metadata_map.get("names")
-    if names:
-        try:
-            parsed = ast.literal_eval(names)
-            return [parsed[i] for i in range(num_classes)]
-        except (ValueError, SyntaxError, KeyError, TypeError):
-            pass
-    if num_classes == len(COCO_NAMES):
-        return list(COCO_NAMES)
-    return [f"class{i}" for i in range(num_classes)]
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """An ONNX file's metadata_props (Ultralytics stores `names`, `imgsz` there), read without optimising
+    the graph. Empty when the file cannot be read."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception:  # ORT raises several types for unreadable or invalid files
+        return {}
+    return dict(session.get_modelmeta().custom_metadata_map)
 
 
 class OnnxRuntimeDetector:
     """YOLOX or Ultralytics-layout ONNX model on ONNX Runtime."""
+
+    backend = "onnxruntime"
 
     def __init__(self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]]) -> None:
         path = Path(model_path)
@@ -66,19 +56,16 @@ class OnnxRuntimeDetector:
         fixed = isinstance(in_h, int) and isinstance(in_w, int)
         self.input_hw = (in_h, in_w) if fixed else tuple(cfg.input_size)
         self.layout = cfg.layout if cfg.layout != "auto" else detect_layout(outputs[0].shape)
-        self.cfg = cfg
-
-        self.letterbox = Letterbox(self.input_hw, INPUT_FORMATS[self.layout])
-        if self.layout == "yolox":
-            self._grid, self._strides = yolox_grid(self.input_hw)
+        self.decoder = HeadDecoder(self.layout, self.input_hw, cfg)
         # Warm-up doubles as a check that the output really has the layout we are about to decode.
         raw = self._infer(np.zeros((*self.input_hw, 3), np.uint8))
-        num_classes = self._check_output(raw, path)
-        self.class_names = _class_names(self.session, num_classes)
-        self.taxonomy = Taxonomy(classes, self.class_names)
+        num_classes = self.decoder.num_classes(raw.shape, path)
+        names = self.session.get_modelmeta().custom_metadata_map.get("names")
+        self.class_names = class_names_from(names, num_classes)
+        self.decoder.set_classes(classes, self.class_names)
 
     def _infer(self, image: np.ndarray) -> np.ndarray:
-        tensor = self.letterbox(image)
+        tensor = self.decoder.letterbox(image)
         try:
             return self.session.run([self._output_name], {self._input_name: tensor})[0]
         except Exception as exc:
@@ -87,27 +74,5 @@ class OnnxRuntimeDetector:
                 f"model inference failed at input {list(tensor.shape)}: {first_line}"
             ) from None
 
-    def _check_output(self, raw: np.ndarray, path: Path) -> int:
-        shape = list(raw.shape)
-        if self.layout == "yolox":
-            anchors = len(self._grid)
-            if raw.ndim != 3 or raw.shape[1] != anchors or raw.shape[2] < 6:
-                raise PerceptionError(
-                    f"model {path}: output {shape} is not a YOLOX raw head for input {list(self.input_hw)} "
-                    f"(expected N x {anchors} x (5 + classes))"
-                )
-            return raw.shape[2] - 5
-        if raw.ndim != 3 or raw.shape[0] != 1 or raw.shape[1] < 5:
-            raise PerceptionError(f"model {path}: output {shape} is not 1 x (4 + classes) x anchors")
-        return raw.shape[1] - 4
-
     def detect(self, image: np.ndarray) -> Detections:
-        raw = self._infer(image)[0]
-        cfg = self.cfg
-        if self.layout == "yolox":
-            boxes, scores, class_ids = decode_yolox(raw, self._grid, self._strides, cfg.conf_threshold)
-        else:
-            boxes, scores, class_ids = decode_ultralytics(raw, cfg.conf_threshold)
-        return finish_detections(
-            boxes, scores, class_ids, self.taxonomy, self.letterbox, cfg.nms_iou_threshold, cfg.max_detections
-        )
+        return self.decoder(self._infer(image)[0])

@@ -9,12 +9,16 @@ Two output layouts cover the YOLO models users bring:
 
 from __future__ import annotations
 
+import ast
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from perception.config import DetectorConfig
 from perception.errors import PerceptionError
 from perception.types import Detections
 
@@ -54,13 +58,18 @@ INPUT_FORMATS = {
 class Letterbox:
     """Resize-and-pad into a reused NCHW float32 tensor; maps boxes back to frame pixels.
 
-    Buffers are allocated once per frame size, so the hot path only resizes and converts.
+    Buffers are allocated once per frame size, so the hot path only resizes and converts. `tensor` lets a
+    backend hand in its own (1, 3, H, W) float32 buffer (TensorRT: pinned host memory), saving a copy.
     """
 
-    def __init__(self, input_hw: tuple[int, int], fmt: InputFormat) -> None:
+    def __init__(self, input_hw: tuple[int, int], fmt: InputFormat, tensor: np.ndarray | None = None) -> None:
         self.input_hw = input_hw
         self.fmt = fmt
-        self.tensor = np.empty((1, 3, *input_hw), np.float32)
+        if tensor is None:
+            tensor = np.empty((1, 3, *input_hw), np.float32)
+        elif tensor.shape != (1, 3, *input_hw) or tensor.dtype != np.float32:
+            raise ValueError(f"letterbox tensor must be float32 (1, 3, {input_hw[0]}, {input_hw[1]})")
+        self.tensor = tensor
         self._padded = np.full((*input_hw, 3), PAD_VALUE, np.uint8)
         self._frame_hw: tuple[int, int] | None = None
         self.ratio = 1.0
@@ -159,6 +168,34 @@ def detect_layout(output_shape: Sequence[int | str | None], num_classes: int | N
     )
 
 
+def class_names_from(names: object, num_classes: int) -> list[str]:
+    """Class names from a model's metadata, in whichever form the export stored them.
+
+    Ultralytics writes `{0: 'person', ...}`: as a Python-literal string in ONNX metadata, as YAML in
+    `metadata.yaml`, as JSON (string keys) in `.engine` headers. Without usable names, an 80-class model is
+    taken to be COCO, and anything else gets `class0`, `class1`, ...
+    """
+    if isinstance(names, str):
+        try:
+            names = ast.literal_eval(names)
+        except (ValueError, SyntaxError):
+            try:
+                names = json.loads(names)
+            except ValueError:
+                names = None
+    try:
+        if isinstance(names, Mapping):
+            by_index = {int(k): str(v) for k, v in names.items()}
+            return [by_index[i] for i in range(num_classes)]
+        if isinstance(names, Sequence) and not isinstance(names, str) and len(names) == num_classes:
+            return [str(n) for n in names]
+    except (KeyError, ValueError, TypeError):
+        pass
+    if num_classes == len(COCO_NAMES):
+        return list(COCO_NAMES)
+    return [f"class{i}" for i in range(num_classes)]
+
+
 class Taxonomy:
     """Maps the model's classes onto driving labels with one lookup table."""
 
@@ -200,18 +237,21 @@ def finish_detections(
     scores: np.ndarray,
     class_ids: np.ndarray,
     taxonomy: Taxonomy,
-    letterbox: Letterbox,
+    letterbox: Letterbox | None,
     iou_threshold: float,
     max_detections: int,
 ) -> Detections:
-    """Drop classes outside the taxonomy, NMS, map boxes to frame pixels."""
+    """Drop classes outside the taxonomy, NMS, map boxes to frame pixels.
+
+    `letterbox` None: the boxes are in frame pixels already, clipped to the frame (Ultralytics' results).
+    """
     label_ids = taxonomy.lut[class_ids]
     wanted = label_ids >= 0
     boxes_xyxy = boxes_xyxy[wanted].astype(np.float32, copy=False)
     scores = scores[wanted].astype(np.float32, copy=False)
     label_ids = label_ids[wanted]
     keep = nms_by_label(boxes_xyxy, scores, label_ids, iou_threshold, max_detections)
-    frame_boxes = letterbox.to_frame(boxes_xyxy[keep])
+    frame_boxes = boxes_xyxy[keep] if letterbox is None else letterbox.to_frame(boxes_xyxy[keep])
     # A box that lay in the padding is empty once clipped to the frame: nothing to track there.
     visible = (frame_boxes[:, 2] > frame_boxes[:, 0]) & (frame_boxes[:, 3] > frame_boxes[:, 1])
     keep = keep[visible]
@@ -221,3 +261,56 @@ def finish_detections(
         class_ids=class_ids[wanted][keep].astype(np.int32, copy=False),
         label_ids=label_ids[keep],
     )
+
+
+class HeadDecoder:
+    """A model's raw output to `Detections`, for one layout and input size: the part every backend that runs a
+    bare YOLO graph (ONNX Runtime, OpenVINO, TensorRT) shares.
+
+    It owns the letterbox, so boxes map back through the very ratio and padding the input was made with, and
+    the YOLOX anchor grid; both are built once per model.
+    """
+
+    def __init__(
+        self,
+        layout: str,
+        input_hw: tuple[int, int],
+        cfg: DetectorConfig,
+        tensor: np.ndarray | None = None,
+    ) -> None:
+        self.layout = layout
+        self.input_hw = input_hw
+        self.cfg = cfg
+        self.letterbox = Letterbox(input_hw, INPUT_FORMATS[layout], tensor)
+        if layout == "yolox":
+            self._grid, self._strides = yolox_grid(input_hw)
+        self.taxonomy: Taxonomy | None = None
+
+    def num_classes(self, raw_shape: Sequence[int], model: str | Path) -> int:
+        """Check a real output shape (batch included) against the layout; the number of classes it holds."""
+        shape = list(raw_shape)
+        if self.layout == "yolox":
+            anchors = len(self._grid)
+            if len(shape) != 3 or shape[1] != anchors or shape[2] < 6:
+                raise PerceptionError(
+                    f"model {model}: output {shape} is not a YOLOX raw head for input {list(self.input_hw)} "
+                    f"(expected N x {anchors} x (5 + classes))"
+                )
+            return shape[2] - 5
+        if len(shape) != 3 or shape[0] != 1 or shape[1] < 5:
+            raise PerceptionError(f"model {model}: output {shape} is not 1 x (4 + classes) x anchors")
+        return shape[1] - 4
+
+    def set_classes(self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str]) -> None:
+        self.taxonomy = Taxonomy(classes, class_names)
+
+    def __call__(self, raw: np.ndarray) -> Detections:
+        """One image's output: (A, 5 + nc) for YOLOX, (4 + nc, A) for Ultralytics."""
+        cfg = self.cfg
+        if self.layout == "yolox":
+            boxes, scores, class_ids = decode_yolox(raw, self._grid, self._strides, cfg.conf_threshold)
+        else:
+            boxes, scores, class_ids = decode_ultralytics(raw, cfg.conf_threshold)
+        return finish_detections(
+            boxes, scores, class_ids, self.taxonomy, self.letterbox, cfg.nms_iou_threshold, cfg.max_detections
+        )

@@ -1,0 +1,125 @@
+"""OpenVINO backend: ONNX files and OpenVINO IR (`.xml` + `.bin`, or the folder Ultralytics exports), either
+layout, on the CPU (or an Intel GPU). INT8 IR models only run here and through Ultralytics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import yaml
+
+from perception.config import DetectorConfig
+from perception.detect.postprocess import HeadDecoder, class_names_from, detect_layout
+from perception.errors import PerceptionError
+from perception.types import Detections
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def model_file(path: Path) -> Path:
+    """The file OpenVINO reads: the path itself, or the one `.xml` in an exported folder."""
+    if not path.exists():
+        raise PerceptionError(f"model not found: {path}")
+    if not path.is_dir():
+        return path
+    xmls = sorted(path.glob("*.xml"))
+    if len(xmls) != 1:
+        found = ", ".join(p.name for p in xmls) if xmls else "none"
+        raise PerceptionError(f"model {path}: expected one OpenVINO .xml in the folder, found {found}")
+    return xmls[0]
+
+
+def _names_metadata(model_xml: Path, model: ov.Model) -> object:
+    """Class names as the export stored them: Ultralytics' `metadata.yaml` beside the IR, else the names an
+    ONNX file carried in its metadata (OpenVINO keeps them in the model's runtime info)."""
+    sidecar = model_xml.parent / "metadata.yaml"
+    if model_xml.suffix == ".xml" and sidecar.is_file():
+        try:
+            meta = yaml.safe_load(sidecar.read_text())
+        except yaml.YAMLError:
+            meta = None
+        if isinstance(meta, dict) and "names" in meta:
+            return meta["names"]
+    try:
+        if model.has_rt_info(["framework", "names"]):
+            return model.get_rt_info(["framework", "names"]).astype(str)
+    except (RuntimeError, AttributeError):
+        pass
+    return None
+
+
+def _static_dims(shape: ov.PartialShape) -> list[int | None]:
+    return [d.get_length() if d.is_static else None for d in shape]
+
+
+class OpenVinoDetector:
+    """A YOLOX or Ultralytics-layout model compiled by OpenVINO, with latency-oriented settings from config.
+
+    The input tensor shares memory with the letterbox buffer, so a frame is resized straight into what the
+    infer request reads.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]]) -> None:
+        path = Path(model_path)
+        source = model_file(path)
+        core = ov.Core()
+        try:
+            model = core.read_model(str(source))
+        except Exception as exc:  # OpenVINO raises RuntimeError and friends for unreadable files
+            raise PerceptionError(f"cannot load model {path}: {_first_line(exc)}") from None
+        rank = model.input(0).get_partial_shape().rank if len(model.inputs) == 1 else None
+        if rank is None or rank.is_dynamic or rank.get_length() != 4:
+            raise PerceptionError(f"model {path}: expected one N x 3 x H x W image input")
+
+        dims = _static_dims(model.input(0).get_partial_shape())
+        fixed = dims[2] is not None and dims[3] is not None
+        self.input_hw = (dims[2], dims[3]) if fixed else tuple(cfg.input_size)
+        if dims[0] != 1 or not fixed:
+            try:
+                model.reshape({model.input(0).get_any_name(): ov.PartialShape([1, 3, *self.input_hw])})
+            except Exception as exc:
+                raise PerceptionError(
+                    f"model {path}: cannot set input 1 x 3 x {self.input_hw[0]} x {self.input_hw[1]}: "
+                    f"{_first_line(exc)}"
+                ) from None
+        out_shape = _static_dims(model.output(0).get_partial_shape())
+        self.layout = cfg.layout if cfg.layout != "auto" else detect_layout(out_shape)
+
+        properties: dict[str, object] = {"PERFORMANCE_HINT": cfg.openvino_hint}
+        if cfg.openvino_threads:
+            properties["INFERENCE_NUM_THREADS"] = cfg.openvino_threads
+        try:
+            self.compiled = core.compile_model(model, cfg.openvino_device, properties)
+        except Exception as exc:
+            raise PerceptionError(
+                f"cannot compile model {path} for OpenVINO device {cfg.openvino_device}: {_first_line(exc)}"
+            ) from None
+
+        self.decoder = HeadDecoder(self.layout, self.input_hw, cfg)
+        self._request = self.compiled.create_infer_request()
+        self._request.set_input_tensor(ov.Tensor(self.decoder.letterbox.tensor, shared_memory=True))
+        # Warm-up doubles as a check that the output really has the layout we are about to decode.
+        raw = self._infer(np.zeros((*self.input_hw, 3), np.uint8))
+        num_classes = self.decoder.num_classes(raw.shape, path)
+        self.class_names = class_names_from(_names_metadata(source, model), num_classes)
+        self.decoder.set_classes(classes, self.class_names)
+
+    def _infer(self, image: np.ndarray) -> np.ndarray:
+        self.decoder.letterbox(image)
+        try:
+            self._request.infer()
+        except Exception as exc:
+            raise PerceptionError(
+                f"model inference failed at input [1, 3, {self.input_hw[0]}, {self.input_hw[1]}]: "
+                f"{_first_line(exc)}"
+            ) from None
+        return self._request.get_output_tensor(0).data
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return self.decoder(self._infer(image)[0])

@@ -1,0 +1,397 @@
+"""Detector backends on the real shared models and real frames: ONNX Runtime, OpenVINO and Ultralytics give
+the same boxes; backend choice, OpenVINO settings, Ultralytics offline behaviour and export, `perception
+detect`. (TensorRT, which needs an NVIDIA GPU, is in test_tensorrt.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from perception.config import Config, load_config
+from perception.detect import create_detector, resolve_backend
+from perception.detect.gpu import tensorrt_available
+from perception.detect.postprocess import COCO_NAMES
+from perception.errors import PerceptionError
+from perception.types import Detections
+from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
+from tests.test_detect import constant_output_model, iou_matrix, ultra_output, with_detector
+
+YOLOV8_IR = ASSETS / "models" / "yolov8n_int8_openvino_model"
+KITTI_IMAGES = ASSETS / "kitti" / "image_2"
+MIN_IOU, MAX_SCORE_DIFF = 0.95, 0.02
+
+ON_GPU = tensorrt_available()
+
+
+def matched_pairs(a: Detections, b: Detections) -> list[tuple[int, int]]:
+    """One-to-one pairs (i in a, j in b) of the same label with IoU >= 0.95 and scores within 0.02,
+    greedily by IoU."""
+    iou = iou_matrix(a.boxes_xyxy, b.boxes_xyxy)
+    ok = (
+        (iou >= MIN_IOU)
+        & (a.label_ids[:, None] == b.label_ids[None, :])
+        & (np.abs(a.scores[:, None] - b.scores[None, :]) <= MAX_SCORE_DIFF)
+    )
+    pairs, used_a, used_b = [], set(), set()
+    for flat in np.argsort(-np.where(ok, iou, -1), axis=None):
+        i, j = np.unravel_index(flat, iou.shape)
+        if not ok[i, j]:
+            break
+        if i not in used_a and j not in used_b:
+            pairs.append((int(i), int(j)))
+            used_a.add(i)
+            used_b.add(j)
+    return pairs
+
+
+def assert_parity(a: Detections, b: Detections, conf_threshold: float) -> int:
+    """Every box clearly above the threshold in either result has its twin in the other. A box within
+    MAX_SCORE_DIFF of the threshold may fall on either side of it, so it may go unmatched. Returns the
+    number of matched boxes."""
+    pairs = matched_pairs(a, b)
+    for x, side in ((a, 0), (b, 1)):
+        matched = {p[side] for p in pairs}
+        clear = np.flatnonzero(x.scores > conf_threshold + MAX_SCORE_DIFF)
+        missing = [i for i in clear if i not in matched]
+        assert not missing, (
+            f"{len(missing)} of {len(clear)} boxes of result {'ab'[side]} have no twin: "
+            f"{x.boxes_xyxy[missing].round(1).tolist()} scores {x.scores[missing].round(3).tolist()}"
+        )
+    return len(pairs)
+
+
+def _clip_frame(index: int) -> np.ndarray:
+    cap = cv2.VideoCapture(str(HIGHWAY_CLIP))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+    ok, image = cap.read()
+    cap.release()
+    assert ok
+    return image
+
+
+@pytest.fixture(scope="module")
+def real_frames() -> dict[str, np.ndarray]:
+    """Dashcam frames of two sizes, a 1080p street with many pedestrians and cars, a wide KITTI frame."""
+    frames = {f"highway#{i}": _clip_frame(i) for i in (0, 100, 200)}
+    for name in ("test1.jpg", "solidWhiteRight.jpg"):
+        frames[name] = cv2.imread(str(STILLS / name))
+    frames["MOT17-13#1"] = cv2.imread(str(MOT17_13 / "img1" / "000001.jpg"))
+    frames["kitti/000001"] = cv2.imread(str(KITTI_IMAGES / "000001.png"))
+    assert all(f is not None for f in frames.values())
+    return frames
+
+
+def with_backend(cfg: Config, backend: str, **update: object) -> Config:
+    return with_detector(cfg, backend=backend, **update)
+
+
+# ---------------------------------------------------------------- parity on real frames
+
+
+@pytest.mark.parametrize("input_size", [(448, 800), (384, 640)])
+def test_onnxruntime_and_openvino_agree_on_yolox(
+    cfg: Config, real_frames: dict[str, np.ndarray], input_size: tuple[int, int]
+) -> None:
+    ort = create_detector(YOLOX_ONNX, with_backend(cfg, "onnxruntime", input_size=input_size))
+    ov = create_detector(YOLOX_ONNX, with_backend(cfg, "openvino", input_size=input_size))
+    assert (ort.backend, ov.backend) == ("onnxruntime", "openvino")
+    assert ov.input_hw == ort.input_hw == input_size and ov.layout == ort.layout == "yolox"
+    assert ov.class_names == ort.class_names == list(COCO_NAMES)
+    matched = 0
+    for name, image in real_frames.items():
+        a, b = ort.detect(image), ov.detect(image)
+        assert len(a) > 0, name
+        matched += assert_parity(a, b, cfg.detector.conf_threshold)
+    assert matched >= 60  # not a vacuous comparison: cars, trucks and many pedestrians
+
+
+def test_openvino_and_ultralytics_agree_on_yolov8n_int8(
+    cfg: Config, real_frames: dict[str, np.ndarray]
+) -> None:
+    ov = create_detector(YOLOV8_IR, with_backend(cfg, "openvino"))
+    ultra = create_detector(YOLOV8_IR, with_backend(cfg, "ultralytics"))
+    assert (ov.backend, ultra.backend) == ("openvino", "ultralytics")
+    assert ov.input_hw == ultra.input_hw == (640, 640)  # the IR's fixed size wins over config input_size
+    assert ov.layout == ultra.layout == "ultralytics"
+    assert ov.class_names == ultra.class_names == list(COCO_NAMES)  # from metadata.yaml
+    matched = 0
+    for name, image in real_frames.items():
+        a, b = ov.detect(image), ultra.detect(image)
+        assert len(a) > 0, name
+        for det in (a, b):
+            assert det.boxes_xyxy.dtype == np.float32 and det.scores.dtype == np.float32
+            assert det.class_ids.dtype == np.int32 and det.label_ids.dtype == np.int32
+            assert np.all(np.diff(det.scores) <= 0)
+        matched += assert_parity(a, b, cfg.detector.conf_threshold)
+    assert matched >= 40
+
+
+def test_yolov8n_int8_finds_the_highway_cars(cfg: Config, highway_frame: np.ndarray) -> None:
+    det = create_detector(YOLOV8_IR, cfg).detect(highway_frame)  # auto: OpenVINO for an IR folder
+    vehicles = det.label_ids == cfg.labels.index("vehicle")
+    assert vehicles.sum() >= 3 and det.scores[vehicles].max() > 0.8
+    h, w = highway_frame.shape[:2]
+    assert np.all(det.boxes_xyxy >= 0) and np.all(det.boxes_xyxy[:, [0, 2]] <= w)
+    assert np.all(det.boxes_xyxy[:, [1, 3]] <= h)
+
+
+# ---------------------------------------------------------------- backend choice
+
+
+def test_auto_backend_by_model_format(tmp_path: Path) -> None:
+    engine = tmp_path / "yolo11n.engine"
+    engine.write_bytes(b"\0")
+    assert resolve_backend(YOLOX_ONNX, "auto") == ("tensorrt" if ON_GPU else "onnxruntime")
+    assert resolve_backend(YOLOV8_IR, "auto") == "openvino"
+    assert resolve_backend(YOLOV8_IR / "yolov8n.xml", "auto") == "openvino"
+    assert resolve_backend("yolo11n.pt", "auto") == "ultralytics"
+    assert resolve_backend(engine, "auto") == "tensorrt"
+    assert resolve_backend(tmp_path / "model.plan", "auto") == "tensorrt"
+    for backend in ("onnxruntime", "openvino", "tensorrt", "ultralytics"):
+        assert resolve_backend(YOLOX_ONNX, backend) == backend
+
+
+def test_default_config_picks_auto(cfg: Config) -> None:
+    assert cfg.detector.backend == "auto"
+    detector = create_detector(YOLOX_ONNX, cfg)
+    assert detector.backend == ("tensorrt" if ON_GPU else "onnxruntime")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "needles"),
+    [
+        ("detector:\n  backend: tflite\n", ["detector.backend", "tflite"]),
+        ("detector:\n  openvino_hint: FAST\n", ["detector.openvino_hint", "FAST"]),
+        ("detector:\n  openvino_threads: -1\n", ["detector.openvino_threads"]),
+        ("tensorrt:\n  precision: int4\n", ["tensorrt.precision", "int4"]),
+        ("tensorrt:\n  calib_min_images: 600\n", ["calib_max_images (500)", "calib_min_images (600)"]),
+        ("tensorrt:\n  engine_folder: x\n", ["unknown config key", "tensorrt.engine_folder"]),
+    ],
+)
+def test_backend_settings_are_validated(tmp_path: Path, yaml_text: str, needles: list[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(PerceptionError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message
+
+
+# ---------------------------------------------------------------- OpenVINO
+
+
+def test_openvino_settings_reach_the_compiled_model(cfg: Config, highway_frame: np.ndarray) -> None:
+    latency = create_detector(YOLOX_ONNX, with_backend(cfg, "openvino"))
+    assert latency.compiled.get_property("PERFORMANCE_HINT") == "LATENCY"
+    throughput = create_detector(
+        YOLOX_ONNX, with_backend(cfg, "openvino", openvino_hint="THROUGHPUT", openvino_threads=1)
+    )
+    assert throughput.compiled.get_property("PERFORMANCE_HINT") == "THROUGHPUT"
+    assert throughput.compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    assert_parity(
+        latency.detect(highway_frame), throughput.detect(highway_frame), cfg.detector.conf_threshold
+    )
+
+
+def test_openvino_reads_ir_by_folder_or_xml(cfg: Config, highway_frame: np.ndarray) -> None:
+    by_folder = create_detector(YOLOV8_IR, with_backend(cfg, "openvino"))
+    by_xml = create_detector(YOLOV8_IR / "yolov8n.xml", with_backend(cfg, "openvino"))
+    a, b = by_folder.detect(highway_frame), by_xml.detect(highway_frame)
+    np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
+    assert by_xml.class_names == list(COCO_NAMES)
+
+
+def test_openvino_reads_class_names_from_onnx_metadata(tmp_path: Path, cfg: Config) -> None:
+    names = list(COCO_NAMES)
+    names[79] = "scooter"
+    raw = ultra_output([(320.0, 320.0, 64.0, 64.0, 79, 0.9)])
+    path = constant_output_model(tmp_path / "named.onnx", raw, names=str(dict(enumerate(names))))
+    scooters = with_backend(cfg, "openvino").model_copy(
+        update={"classes": {"vehicle": ["car"], "micromobility": ["scooter"]}}
+    )
+    detector = create_detector(path, scooters)
+    assert detector.class_names == names and detector.layout == "ultralytics"
+    det = detector.detect(np.zeros((640, 640, 3), np.uint8))
+    np.testing.assert_array_equal(det.label_ids, [1])
+    np.testing.assert_allclose(det.boxes_xyxy, [[288, 288, 352, 352]], atol=1e-3)
+
+
+def test_openvino_bad_models_are_refused(tmp_path: Path, cfg: Config) -> None:
+    ov = with_backend(cfg, "openvino")
+    with pytest.raises(PerceptionError, match="model not found"):
+        create_detector(tmp_path / "nowhere.xml", ov)
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    with pytest.raises(PerceptionError, match="expected one OpenVINO .xml in the folder, found none"):
+        create_detector(empty, ov)
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model\n")
+    with pytest.raises(PerceptionError, match="cannot load model") as info:
+        create_detector(junk, ov)
+    assert "\n" not in str(info.value)
+    with pytest.raises(PerceptionError, match=r"output \[1, 7, 3\]|unsupported model output shape"):
+        create_detector(constant_output_model(tmp_path / "odd.onnx", np.zeros((1, 7, 3)), names=None), ov)
+
+
+# ---------------------------------------------------------------- Ultralytics
+
+
+def _run(*args: object, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "PERCEPTION_ASSETS": str(ASSETS), **(env or {})},
+    )
+
+
+def test_ultralytics_is_imported_offline() -> None:
+    """In a fresh process: after the backend imports Ultralytics, it believes it is offline (no AutoUpdate,
+    no event reporting, no asset lookups) and will not pip-install anything."""
+    code = (
+        "from perception.detect.ultralytics import load_ultralytics; load_ultralytics(); "
+        "import os; from ultralytics.utils import ONLINE, AUTOINSTALL; "
+        "print(ONLINE, AUTOINSTALL, os.environ['YOLO_OFFLINE'])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YOLO_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False", "1"]
+
+
+def test_ultralytics_missing_model_messages(tmp_path: Path, cfg: Config) -> None:
+    with pytest.raises(PerceptionError, match=r"^model not found: .*nothing\.pt$"):
+        create_detector(tmp_path / "nothing.pt", cfg)
+    # A released model name with no --model, offline: a clear error in one line, and no download attempt.
+    image = STILLS / "test1.jpg"
+    proc = _run(
+        "-m", "perception.cli", "detect", image, "--out", tmp_path, env={"YOLO_OFFLINE": "1"}, cwd=tmp_path
+    )
+    assert proc.returncode == 1
+    assert (
+        proc.stderr.strip() == "error: model not found: yolo11n.pt (offline: pass --model with a local file)"
+    )
+
+
+def test_ultralytics_refuses_a_foreign_onnx(cfg: Config) -> None:
+    with pytest.raises(PerceptionError, match="not an Ultralytics export"):
+        create_detector(YOLOX_ONNX, with_backend(cfg, "ultralytics"))
+
+
+@pytest.fixture(scope="module")
+def tiny_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real YOLOv8n .pt with COCO names and untrained weights, built offline from Ultralytics' config."""
+    from perception.detect.ultralytics import load_ultralytics
+
+    ultralytics = load_ultralytics()
+    model = ultralytics.YOLO("yolov8n.yaml", task="detect")
+    model.model.names = dict(enumerate(COCO_NAMES))
+    path = tmp_path_factory.mktemp("pt") / "tiny_yolov8n.pt"
+    model.save(str(path))
+    return path
+
+
+def test_ultralytics_runs_a_pt_model(tiny_pt: Path, cfg: Config, highway_frame: np.ndarray) -> None:
+    detector = create_detector(tiny_pt, cfg)  # auto: Ultralytics for .pt
+    assert detector.backend == "ultralytics"
+    assert detector.input_hw == tuple(cfg.detector.input_size)  # a .pt runs at the configured size
+    assert detector.class_names == list(COCO_NAMES)
+    det = detector.detect(highway_frame)  # untrained weights: what matters is the type and ranges
+    assert det.boxes_xyxy.shape == (len(det), 4) and det.label_ids.dtype == np.int32
+    assert np.all(det.scores > cfg.detector.conf_threshold)
+
+
+def test_export_pt_to_onnx_then_onnxruntime(tiny_pt: Path, cfg: Config, highway_frame: np.ndarray) -> None:
+    proc = _run("-m", "perception.cli", "export", tiny_pt, "--format", "onnx", "--imgsz", "320", "512")
+    assert proc.returncode == 0, proc.stderr
+    onnx_path = Path(proc.stdout.strip().splitlines()[-1])
+    assert onnx_path == tiny_pt.with_suffix(".onnx") and onnx_path.is_file()
+    detector = create_detector(onnx_path, cfg)
+    assert detector.backend == ("tensorrt" if ON_GPU else "onnxruntime")
+    assert detector.layout == "ultralytics" and detector.input_hw == (320, 512)
+    assert detector.class_names == list(COCO_NAMES)  # Ultralytics wrote the names into the ONNX metadata
+    detector.detect(highway_frame)
+
+
+def test_export_refuses_what_it_cannot_export(tmp_path: Path) -> None:
+    proc = _run("-m", "perception.cli", "export", YOLOX_ONNX, "--format", "onnx")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: export starts from an Ultralytics .pt model")
+
+
+# ---------------------------------------------------------------- perception detect, perception run --backend
+
+
+def test_detect_command_prints_and_draws(tmp_path: Path) -> None:
+    out = tmp_path / "drawn"
+    proc = _run("-m", "perception.cli", "detect", STILLS, "--model", YOLOV8_IR, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    images = sorted(STILLS.glob("*.jpg"))
+    headers = [line for line in proc.stdout.splitlines() if not line.startswith(" ")]
+    assert [h.split()[0] for h in headers] == [p.name for p in images]
+    assert "[openvino, ultralytics, 640x640]" in proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(" ")]
+    assert len(rows) >= 12 and {r[0] for r in rows} >= {"vehicle"}
+    for path in images:
+        drawn = cv2.imread(str(out / path.name))
+        original = cv2.imread(str(path))
+        assert drawn.shape == original.shape
+    # test1.jpg has confident cars: its drawing differs from the original
+    assert not np.array_equal(cv2.imread(str(out / "test1.jpg")), cv2.imread(str(STILLS / "test1.jpg")))
+
+
+def test_detect_command_backend_choice_and_errors(tmp_path: Path) -> None:
+    image = STILLS / "test1.jpg"
+    proc = _run(
+        "-m",
+        "perception.cli",
+        "detect",
+        image,
+        "--model",
+        YOLOX_ONNX,
+        "--backend",
+        "openvino",
+        "--out",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "[openvino, yolox, 448x800]" in proc.stderr
+    proc = _run("-m", "perception.cli", "detect", tmp_path / "none.jpg", "--model", YOLOX_ONNX)
+    assert (proc.returncode, proc.stderr.strip()) == (1, f"error: not found: {tmp_path / 'none.jpg'}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = _run("-m", "perception.cli", "detect", empty, "--model", YOLOX_ONNX)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: no images in {empty}")
+
+
+def test_run_with_openvino_backend(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _run(
+        "-m",
+        "perception.cli",
+        "run",
+        MOT17_13 / "img1",
+        "--model",
+        YOLOX_ONNX,
+        "--backend",
+        "openvino",
+        "--out",
+        out,
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert events[0]["type"] == "start" and events[0]["backend"] == "openvino"
+    frames = [e for e in events if e["type"] == "frame"]
+    assert len(frames) == len(list((MOT17_13 / "img1").glob("*.jpg")))
+    assert sum(f["detections"] for f in frames) > 0
