@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.camera import Camera, CameraProfile, estimate_distance
+from perception.camera import Camera, Ranging, profile_from_kitti_calib
 from perception.config import load_config
 from perception.detect import create_detector
 from perception.synthetic import SCENARIOS, render
@@ -50,38 +49,16 @@ def scenarios(model: str, cfg) -> None:
 
 def kitti(model: str, cfg) -> None:
     detector = create_detector(model, cfg)
-    heights = np.array([cfg.ttc.object_height_m.get(label, np.nan) for label in cfg.labels])
+    ranging = Ranging(cfg.ttc, cfg.labels)
     print("\n| KITTI frame | object | true distance (m) | detector IoU | estimated (m) | error |")
     print("|---|---|---|---|---|---|")
     for index in range(3):
         image = cv2.imread(str(ASSETS / "kitti" / "image_2" / f"{index:06d}.png"))
-        line = next(
-            x
-            for x in (ASSETS / "kitti" / "calib" / f"{index:06d}.txt").read_text().splitlines()
-            if x.startswith("P2")
-        )
-        p2 = np.array(line.split()[1:], float).reshape(3, 4)
-        camera = Camera(
-            CameraProfile(
-                image_size=(image.shape[1], image.shape[0]),
-                fx=p2[0, 0],
-                fy=p2[1, 1],
-                cx=p2[0, 2],
-                cy=p2[1, 2],
-                height_m=1.65,
-                pitch_deg=0.0,
-            ),
-            image.shape[:2],
+        profile = profile_from_kitti_calib(
+            ASSETS / "kitti" / "calib" / f"{index:06d}.txt", image.shape[1::-1]
         )
         dets = detector.detect(image)
-        dist, _ = estimate_distance(
-            camera,
-            dets.boxes_xyxy,
-            heights[dets.label_ids],
-            cfg.ttc.size_prior_rel_std,
-            math.radians(cfg.ttc.pitch_std_deg),
-            cfg.ttc.edge_px_std,
-        )
+        dist, _ = ranging(Camera(profile, image.shape[:2]), dets.boxes_xyxy, dets.label_ids)
         for label in (ASSETS / "kitti" / "label_2" / f"{index:06d}.txt").read_text().splitlines():
             f = label.split()
             if f[0] == "DontCare":

@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from perception.config import TTCConfig
 from perception.errors import PerceptionError
 
 CAMERA_DIR = Path(__file__).resolve().parent.parent / "configs" / "cameras"
@@ -63,6 +64,25 @@ def load_camera_profile(name_or_path: str) -> CameraProfile:
     except (ValidationError, yaml.YAMLError) as exc:
         first = str(exc).strip().splitlines()
         raise PerceptionError(f"camera profile {path}: {' '.join(first[:3])}") from None
+
+
+def profile_from_kitti_calib(
+    calib_path: Path, image_wh: tuple[int, int], height_m: float = 1.65
+) -> CameraProfile:
+    """KITTI's left colour camera (P2 of a calib/NNNNNN.txt), level, at KITTI's mounting height."""
+    line = next((x for x in Path(calib_path).read_text().splitlines() if x.startswith("P2:")), None)
+    if line is None:
+        raise PerceptionError(f"no P2 matrix in {calib_path}")
+    p2 = np.array(line.split()[1:], float).reshape(3, 4)
+    return CameraProfile(
+        image_size=image_wh,
+        fx=p2[0, 0],
+        fy=p2[1, 1],
+        cx=p2[0, 2],
+        cy=p2[1, 2],
+        height_m=height_m,
+        pitch_deg=0.0,
+    )
 
 
 class Camera:
@@ -159,3 +179,23 @@ def estimate_distance(
     )
     std = np.divide(1.0, np.sqrt(w_sum), out=np.full_like(w_sum, np.nan), where=w_sum > 0)
     return dist, std
+
+
+class Ranging:
+    """estimate_distance with the configured height priors and uncertainties, per driving label."""
+
+    def __init__(self, cfg: TTCConfig, labels: list[str]) -> None:
+        self.cfg = cfg
+        self.heights_m = np.array([cfg.object_height_m.get(label, np.nan) for label in labels])
+
+    def __call__(
+        self, camera: Camera, boxes_xyxy: np.ndarray, label_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return estimate_distance(
+            camera,
+            boxes_xyxy,
+            self.heights_m[label_ids],
+            self.cfg.size_prior_rel_std,
+            math.radians(self.cfg.pitch_std_deg),
+            self.cfg.edge_px_std,
+        )

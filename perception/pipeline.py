@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.camera import Camera, estimate_distance, load_camera_profile
+from perception.camera import Camera, Ranging, load_camera_profile
 from perception.config import Config
 from perception.detect import Detector
 from perception.fcw import ForwardCollisionWarning
@@ -116,8 +116,7 @@ class Pipeline:
         self.fcw = ForwardCollisionWarning(cfg.fcw, cfg.labels)
         self._camera_profile = load_camera_profile(cfg.camera.profile)
         self._cameras: dict[tuple[int, int], Camera] = {}
-        heights = cfg.ttc.object_height_m
-        self._object_height_m = np.array([heights.get(label, np.nan) for label in cfg.labels])
+        self._ranging = Ranging(cfg.ttc, cfg.labels)
         size = cfg.pipeline.replay_queue_size
         self._grabbed: LatestQueue | queue.Queue = LatestQueue() if source.is_live else queue.Queue(size)
         self._detected: queue.Queue = queue.Queue(2)
@@ -181,6 +180,7 @@ class Pipeline:
                 continue
             detections = self.detector.detect(frame.image)
             latency_ms["detect"] = (time.monotonic_ns() - t0) / 1e6
+            latency_ms.update(getattr(self.detector, "timings_ms", ()))  # preprocess, inference, ...
             if not self._put(self._detected, (frame, detections, latency_ms)):
                 return
 
@@ -211,15 +211,7 @@ class Pipeline:
         camera = self._cameras.get(frame_hw)
         if camera is None:
             camera = self._cameras[frame_hw] = Camera(self._camera_profile, frame_hw)
-        ttc_cfg = self.cfg.ttc
-        dist_m, _ = estimate_distance(
-            camera,
-            tracks.boxes_xyxy,
-            self._object_height_m[tracks.label_ids],
-            ttc_cfg.size_prior_rel_std,
-            np.radians(ttc_cfg.pitch_std_deg),
-            ttc_cfg.edge_px_std,
-        )
+        dist_m, _ = self._ranging(camera, tracks.boxes_xyxy, tracks.label_ids)
         tracks.dist_m = dist_m.astype(np.float32)
         self.ttc.update(tracks, t_s, frame_hw, frame.image)
         warning, events = self.fcw.update(tracks, t_s, camera)

@@ -4,7 +4,6 @@ scenarios end to end (real crops, real detector, exact ground truth)."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.camera import Camera, CameraProfile, estimate_distance, load_camera_profile
+from perception.camera import Camera, CameraProfile, Ranging, load_camera_profile, profile_from_kitti_calib
 from perception.config import Config, load_config
 from perception.detect import create_detector
 from perception.errors import PerceptionError
@@ -58,20 +57,8 @@ def test_profile_needs_intrinsics_and_pitch() -> None:
 
 def kitti_camera(index: int, image_hw: tuple[int, int]) -> Camera:
     """KITTI's own calibration (P2) per frame, mounted 1.65 m high."""
-    line = next(
-        x for x in (KITTI / "calib" / f"{index:06d}.txt").read_text().splitlines() if x.startswith("P2")
-    )
-    p2 = np.array(line.split()[1:], float).reshape(3, 4)
-    profile = CameraProfile(
-        image_size=(image_hw[1], image_hw[0]),
-        fx=p2[0, 0],
-        fy=p2[1, 1],
-        cx=p2[0, 2],
-        cy=p2[1, 2],
-        height_m=1.65,
-        pitch_deg=0.0,
-    )
-    return Camera(profile, image_hw)
+    calib = KITTI / "calib" / f"{index:06d}.txt"
+    return Camera(profile_from_kitti_calib(calib, (image_hw[1], image_hw[0])), image_hw)
 
 
 def test_kitti_profile_matches_the_calibration_file() -> None:
@@ -86,20 +73,12 @@ def test_kitti_distances_within_15_percent() -> None:
     """Every labelled car, pedestrian and cyclist nearer than 40 m that the detector finds."""
     cfg = ort_config()
     detector = create_detector(YOLOX_ONNX, cfg)
-    heights = np.array([cfg.ttc.object_height_m.get(label, np.nan) for label in cfg.labels])
+    ranging = Ranging(cfg.ttc, cfg.labels)
     checked = 0
     for index in range(3):
         image = cv2.imread(str(KITTI / "image_2" / f"{index:06d}.png"))
-        camera = kitti_camera(index, image.shape[:2])
         dets = detector.detect(image)
-        dist, _ = estimate_distance(
-            camera,
-            dets.boxes_xyxy,
-            heights[dets.label_ids],
-            cfg.ttc.size_prior_rel_std,
-            math.radians(cfg.ttc.pitch_std_deg),
-            cfg.ttc.edge_px_std,
-        )
+        dist, _ = ranging(kitti_camera(index, image.shape[:2]), dets.boxes_xyxy, dets.label_ids)
         for line in (KITTI / "label_2" / f"{index:06d}.txt").read_text().splitlines():
             f = line.split()
             if f[0] not in ("Car", "Pedestrian", "Cyclist") or float(f[13]) >= 40:
