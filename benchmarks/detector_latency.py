@@ -1,12 +1,15 @@
 """Per-backend detector latency, median and p99, on real dashcam frames.
 
-    python benchmarks/detector_latency.py [--passes 2] [--warmup 10]
+    python benchmarks/detector_latency.py [--passes 2] [--block 25] [--warmup 10]
 
 Times `detector.detect(frame)`: letterbox, inference and decoding with NMS, what the pipeline's detect
 stage pays per frame, on every frame of ../shared/videos/highway_960x540_25fps.mp4 (960x540), decoded
-into memory first. All configurations are loaded up front and then take turns frame by frame
-(interleaved), so a busy spell on the machine hits each of them alike. TensorRT rows appear only where
-an NVIDIA GPU with tensorrt and pycuda is present (its plans are built, or reused, first).
+into memory first. All configurations are loaded up front and then take turns (interleaved, so a busy
+spell on the machine hits each of them alike) in blocks of consecutive frames: a runtime's worker
+threads keep spinning for a moment after each call, and taking turns frame by frame would charge that to
+whichever runtime runs next (OpenVINO after ONNX Runtime measured ~1.6x slower that way). The first frame
+of each block is not counted. TensorRT rows appear only where an NVIDIA GPU with tensorrt and pycuda is
+present (its plans are built, or reused, first).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=ASSETS / "videos" / "highway_960x540_25fps.mp4")
     parser.add_argument("--passes", type=int, default=2, help="times over the clip")
+    parser.add_argument("--block", type=int, default=25, help="consecutive frames per turn")
     parser.add_argument("--warmup", type=int, default=10, help="untimed frames per configuration first")
     parser.add_argument("--config", help="YAML overriding configs/default.yaml (threads, OpenVINO hint, ...)")
     args = parser.parse_args()
@@ -75,15 +79,18 @@ def main() -> None:
 
     load_before = os.getloadavg()
     for _ in range(args.passes):
-        for image in frames:
+        for start in range(0, len(frames), args.block):
             for _label, detector, times in runs:
-                started = time.perf_counter()
-                detector.detect(image)
-                times.append((time.perf_counter() - started) * 1e3)
+                for i, image in enumerate(frames[start : start + args.block]):
+                    started = time.perf_counter()
+                    detector.detect(image)
+                    if i:  # the first frame of a turn may still share the CPU with the last runtime
+                        times.append((time.perf_counter() - started) * 1e3)
     load_after = os.getloadavg()
 
     print(
-        f"{len(frames)} frames of {args.source.name} x {args.passes} passes, {os.cpu_count()} CPUs, "
+        f"{len(frames)} frames of {args.source.name} x {args.passes} passes in turns of {args.block}, "
+        f"{os.cpu_count()} CPUs, "
         f"load average {load_before[0]:.1f} before / {load_after[0]:.1f} after"
         + ("" if gpu else "; no NVIDIA GPU: TensorRT not measured")
     )

@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     ttc.add_argument("--config", help="YAML overriding configs/default.yaml")
     ttc.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     add_commands(commands)
+    from perception.bench import add_parser as add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 
@@ -293,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             return _eval_mot(args)
         if args.command == "eval-ttc":
             return _eval_ttc(args)
+        if args.command == "bench":
+            from perception.bench import run as run_bench
+
+            return run_bench(args)
         return run_detector_command(args)
     except PerceptionError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)

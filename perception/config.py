@@ -69,6 +69,7 @@ class DetectorConfig(_Strict):
     nms_iou_threshold: Fraction
     max_detections: Annotated[int, Field(ge=1, le=10000)]
     intra_op_threads: Annotated[int, Field(ge=0, le=256)]
+    intra_op_spinning: bool
     openvino_device: Annotated[str, Field(min_length=1)]
     openvino_hint: Literal["LATENCY", "THROUGHPUT"]
     openvino_threads: Annotated[int, Field(ge=0, le=256)]
@@ -155,6 +156,12 @@ class OutputConfig(_Strict):
     show: bool
 
 
+class BenchConfig(_Strict):
+    warmup_frames: Annotated[int, Field(ge=0, le=1000)]
+    repeat: Annotated[int, Field(ge=1, le=100)]
+    compare: list[Literal["sequential", "detector", "ultralytics"]]
+
+
 class Config(_Strict):
     source: SourceConfig
     pipeline: PipelineConfig
@@ -166,6 +173,7 @@ class Config(_Strict):
     ttc: TTCConfig
     fcw: FCWConfig
     output: OutputConfig
+    bench: BenchConfig
 
     @field_validator("classes")
     @classmethod

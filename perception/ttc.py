@@ -32,6 +32,7 @@ _FLOW_INSET = 0.2  # keep the grid this far inside the box, off the background
 _FLOW_MIN_BOX_PX = 24.0  # smaller boxes: Lucas-Kanade windows would straddle the background
 _FLOW_MIN_POINTS = 8
 _FLOW_FB_MAX_PX = 0.7  # forward-backward disagreement beyond this: the point is not trusted
+_FLOW_MARGIN_PX = 16  # room around the boxes for the points' motion between frames
 
 
 def fit_ttc(
@@ -206,9 +207,15 @@ def flow_scale(prev_gray: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) 
     xs = b[:, 0, None] + (b[:, 2] - b[:, 0])[:, None] * frac  # (M, G)
     ys = b[:, 1, None] + (b[:, 3] - b[:, 1])[:, None] * frac
     pts = np.stack(np.broadcast_arrays(xs[:, None, :], ys[:, :, None]), axis=-1).reshape(-1, 1, 2)
-    pts = pts.astype(np.float32)
+    # Work on the region around the boxes only: the pyramids are built over it, not the whole frame.
+    margin = _FLOW_MARGIN_PX + 0.3 * heights[usable].max()
+    x0, y0 = (max(int(b[:, i].min() - margin), 0) for i in (0, 1))
+    x1 = min(int(b[:, 2].max() + margin) + 1, gray.shape[1])
+    y1 = min(int(b[:, 3].max() + margin) + 1, gray.shape[0])
+    prev_gray, gray = prev_gray[y0:y1, x0:x1], gray[y0:y1, x0:x1]
+    pts = (pts - np.array([x0, y0])).astype(np.float32)
     lk = dict(
-        winSize=(7, 7), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.001)
+        winSize=(7, 7), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01)
     )
     nxt, ok_fwd, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **lk)
     back, ok_back, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, nxt, None, **lk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,8 @@ class OnnxRuntimeDetector:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = cfg.intra_op_threads
+        spinning = "1" if cfg.intra_op_spinning else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         opts.log_severity_level = 3
         providers = [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
@@ -57,6 +60,7 @@ class OnnxRuntimeDetector:
         self.input_hw = (in_h, in_w) if fixed else tuple(cfg.input_size)
         self.layout = cfg.layout if cfg.layout != "auto" else detect_layout(outputs[0].shape)
         self.decoder = HeadDecoder(self.layout, self.input_hw, cfg)
+        self.timings_ms: dict[str, float] = {}  # the last detect() by step, for benchmarks
         # Warm-up doubles as a check that the output really has the layout we are about to decode.
         raw = self._infer(np.zeros((*self.input_hw, 3), np.uint8))
         num_classes = self.decoder.num_classes(raw.shape, path)
@@ -65,7 +69,10 @@ class OnnxRuntimeDetector:
         self.decoder.set_classes(classes, self.class_names)
 
     def _infer(self, image: np.ndarray) -> np.ndarray:
+        t0 = time.monotonic_ns()
         tensor = self.decoder.letterbox(image)
+        self._t_infer_ns = time.monotonic_ns()
+        self.timings_ms["preprocess"] = (self._t_infer_ns - t0) / 1e6
         try:
             return self.session.run([self._output_name], {self._input_name: tensor})[0]
         except Exception as exc:
@@ -75,4 +82,9 @@ class OnnxRuntimeDetector:
             ) from None
 
     def detect(self, image: np.ndarray) -> Detections:
-        return self.decoder(self._infer(image)[0])
+        raw = self._infer(image)
+        t0 = time.monotonic_ns()
+        self.timings_ms["inference"] = (t0 - self._t_infer_ns) / 1e6
+        detections = self.decoder(raw[0])
+        self.timings_ms["postprocess"] = (time.monotonic_ns() - t0) / 1e6
+        return detections

@@ -3,6 +3,7 @@ layout, on the CPU (or an Intel GPU). INT8 IR models only run here and through U
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,7 @@ class OpenVinoDetector:
             ) from None
 
         self.decoder = HeadDecoder(self.layout, self.input_hw, cfg)
+        self.timings_ms: dict[str, float] = {}  # the last detect() by step, for benchmarks
         self._request = self.compiled.create_infer_request()
         self._request.set_input_tensor(ov.Tensor(self.decoder.letterbox.tensor, shared_memory=True))
         # Warm-up doubles as a check that the output really has the layout we are about to decode.
@@ -111,7 +113,10 @@ class OpenVinoDetector:
         self.decoder.set_classes(classes, self.class_names)
 
     def _infer(self, image: np.ndarray) -> np.ndarray:
+        t0 = time.monotonic_ns()
         self.decoder.letterbox(image)
+        self._t_infer_ns = time.monotonic_ns()
+        self.timings_ms["preprocess"] = (self._t_infer_ns - t0) / 1e6
         try:
             self._request.infer()
         except Exception as exc:
@@ -122,4 +127,9 @@ class OpenVinoDetector:
         return self._request.get_output_tensor(0).data
 
     def detect(self, image: np.ndarray) -> Detections:
-        return self.decoder(self._infer(image)[0])
+        raw = self._infer(image)
+        t0 = time.monotonic_ns()
+        self.timings_ms["inference"] = (t0 - self._t_infer_ns) / 1e6
+        detections = self.decoder(raw[0])
+        self.timings_ms["postprocess"] = (time.monotonic_ns() - t0) / 1e6
+        return detections
