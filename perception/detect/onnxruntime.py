@@ -9,9 +9,8 @@ import numpy as np
 import onnxruntime as ort
 
 from perception.config import DetectorConfig
-from perception.detect.postprocess import HeadDecoder, class_names_from, detect_layout
+from perception.detect.postprocess import HeadDecoder, TimedHeadDetector, class_names_from, detect_layout
 from perception.errors import PerceptionError
-from perception.types import Detections
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -27,7 +26,7 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
-class OnnxRuntimeDetector:
+class OnnxRuntimeDetector(TimedHeadDetector):
     """YOLOX or Ultralytics-layout ONNX model on ONNX Runtime."""
 
     backend = "onnxruntime"
@@ -80,11 +79,3 @@ class OnnxRuntimeDetector:
             raise PerceptionError(
                 f"model inference failed at input {list(tensor.shape)}: {first_line}"
             ) from None
-
-    def detect(self, image: np.ndarray) -> Detections:
-        raw = self._infer(image)
-        t0 = time.monotonic_ns()
-        self.timings_ms["inference"] = (t0 - self._t_infer_ns) / 1e6
-        detections = self.decoder(raw[0])
-        self.timings_ms["postprocess"] = (time.monotonic_ns() - t0) / 1e6
-        return detections

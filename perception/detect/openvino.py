@@ -11,9 +11,8 @@ import openvino as ov
 import yaml
 
 from perception.config import DetectorConfig
-from perception.detect.postprocess import HeadDecoder, class_names_from, detect_layout
+from perception.detect.postprocess import HeadDecoder, TimedHeadDetector, class_names_from, detect_layout
 from perception.errors import PerceptionError
-from perception.types import Detections
 
 
 def _first_line(exc: BaseException) -> str:
@@ -57,7 +56,7 @@ def _static_dims(shape: ov.PartialShape) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in shape]
 
 
-class OpenVinoDetector:
+class OpenVinoDetector(TimedHeadDetector):
     """A YOLOX or Ultralytics-layout model compiled by OpenVINO, with latency-oriented settings from config.
 
     The input tensor shares memory with the letterbox buffer, so a frame is resized straight into what the
@@ -125,11 +124,3 @@ class OpenVinoDetector:
                 f"{_first_line(exc)}"
             ) from None
         return self._request.get_output_tensor(0).data
-
-    def detect(self, image: np.ndarray) -> Detections:
-        raw = self._infer(image)
-        t0 = time.monotonic_ns()
-        self.timings_ms["inference"] = (t0 - self._t_infer_ns) / 1e6
-        detections = self.decoder(raw[0])
-        self.timings_ms["postprocess"] = (time.monotonic_ns() - t0) / 1e6
-        return detections

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -314,3 +315,24 @@ class HeadDecoder:
         return finish_detections(
             boxes, scores, class_ids, self.taxonomy, self.letterbox, cfg.nms_iou_threshold, cfg.max_detections
         )
+
+
+class TimedHeadDetector:
+    """detect() for backends that run a raw head and decode it with HeadDecoder: their `_infer` sets
+    `timings_ms["preprocess"]` and `_t_infer_ns` (inference start); this adds inference and
+    postprocess, so the pipeline and `perception bench` see every step the same way."""
+
+    decoder: HeadDecoder
+    timings_ms: dict[str, float]
+    _t_infer_ns: int
+
+    def _infer(self, image: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def detect(self, image: np.ndarray) -> Detections:
+        raw = self._infer(image)
+        t0 = time.monotonic_ns()
+        self.timings_ms["inference"] = (t0 - self._t_infer_ns) / 1e6
+        detections = self.decoder(raw[0])
+        self.timings_ms["postprocess"] = (time.monotonic_ns() - t0) / 1e6
+        return detections
