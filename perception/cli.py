@@ -19,7 +19,7 @@ import numpy as np
 
 from perception import __version__
 from perception.config import Config, load_config
-from perception.detect import create_detector
+from perception.detect import create_detector, inference_requests
 from perception.detector_cli import add_backend_argument, add_commands
 from perception.detector_cli import run as run_detector_command
 from perception.errors import PerceptionError
@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     health = _HealthRelay()
     source = open_source(args.source, cfg.source, fps=args.fps, on_health=health)
     try:
-        detector = create_detector(args.model, cfg)
+        detector = create_detector(args.model, cfg, inference_requests(cfg.detector, not source.is_live))
     except BaseException:
         source.close()
         raise

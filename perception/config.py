@@ -31,6 +31,7 @@ class SourceConfig(_Strict):
     rtsp_transport: Literal["tcp", "udp"]
     stream_probe_s: Annotated[float, Field(gt=0, le=10)]
     stream_decode_threads: Annotated[int, Field(ge=0, le=64)]
+    file_decode_threads: Annotated[int, Field(ge=0, le=64)]
     read_timeout_s: PosFloat
     connect_attempts: Annotated[int, Field(ge=1, le=1000)]
     reconnect_attempts: Annotated[int, Field(ge=1)] | Literal["forever"]
@@ -68,6 +69,7 @@ class DetectorConfig(_Strict):
     conf_threshold: Fraction
     nms_iou_threshold: Fraction
     max_detections: Annotated[int, Field(ge=1, le=10000)]
+    requests: Annotated[int, Field(ge=0, le=64)]
     intra_op_threads: Annotated[int, Field(ge=0, le=256)]
     intra_op_spinning: bool
     openvino_device: Annotated[str, Field(min_length=1)]

@@ -5,6 +5,11 @@ the newest frame (older ones are dropped and counted), so the detector never wor
 a file in fast mode it is a small blocking queue, so every frame is processed. Later queues are small
 and blocking: tracking and sinks are cheaper than detection and never build a backlog of their own.
 
+Detection may run several requests at once (`detector.requests`, two by default when replaying fast):
+one thread per request, each on a fork of the detector. Frames are taken in order and their results
+handed on in that same order (a thread that finishes early waits its turn), so tracking sees frames in
+sequence and nothing is buffered beyond one frame per request.
+
 Stopping: a source that ends, a stage that fails, Ctrl-C/SIGTERM or a user closing the window all
 lead to the same orderly shutdown. The caller owns the sinks and closes them after `run` returns or
 raises, which happens only once the sink stage has finished writing.
@@ -12,6 +17,7 @@ raises, which happens only once the sink stage has finished writing.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -19,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from perception.camera import Camera, Ranging, load_camera_profile
@@ -119,6 +126,9 @@ class Pipeline:
         self._ranging = Ranging(cfg.ttc, cfg.labels)
         size = cfg.pipeline.replay_queue_size
         self._grabbed: LatestQueue | queue.Queue = LatestQueue() if source.is_live else queue.Queue(size)
+        self._take_lock = threading.Lock()  # a detect thread takes a frame and its turn together
+        self._turn = threading.Condition()  # detect threads hand results on in the order frames were taken
+        self._turns_taken = self._turns_done = 0
         self._detected: queue.Queue = queue.Queue(2)
         self._tracked: queue.Queue = queue.Queue(2)
         self._stop = threading.Event()
@@ -169,19 +179,33 @@ class Pipeline:
         finally:
             self.source.close()
 
-    def _detect(self) -> None:
+    def _detect(self, detector: Detector) -> None:
         max_age_ms = self.cfg.source.max_frame_age_s * 1e3 if self.source.is_live else float("inf")
-        while (item := self._get(self._grabbed)) is not _END:
-            frame, latency_ms = item
-            t0 = time.monotonic_ns()
-            latency_ms["wait"] = (t0 - frame.capture_ns) / 1e6
-            if latency_ms["wait"] + latency_ms.get("backlog", 0.0) > max_age_ms:
-                self._summary.frames_stale += 1  # results this late are of no use to a live feed
-                continue
-            detections = self.detector.detect(frame.image)
+        while True:
+            with self._take_lock:
+                item = self._get(self._grabbed)
+                if item is _END:
+                    self._put(self._grabbed, _END)  # for the other detect threads
+                    return
+                frame, latency_ms = item
+                t0 = time.monotonic_ns()
+                latency_ms["wait"] = (t0 - frame.capture_ns) / 1e6
+                if latency_ms["wait"] + latency_ms.get("backlog", 0.0) > max_age_ms:
+                    self._summary.frames_stale += 1  # results this late are of no use to a live feed
+                    continue
+                turn, self._turns_taken = self._turns_taken, self._turns_taken + 1
+            detections = detector.detect(frame.image)
             latency_ms["detect"] = (time.monotonic_ns() - t0) / 1e6
-            latency_ms.update(getattr(self.detector, "timings_ms", ()))  # preprocess, inference, ...
-            if not self._put(self._detected, (frame, detections, latency_ms)):
+            latency_ms.update(getattr(detector, "timings_ms", ()))  # preprocess, inference, ...
+            with self._turn:
+                while self._turns_done != turn:
+                    if self._stop.is_set():
+                        return
+                    self._turn.wait(_POLL_S)
+                delivered = self._put(self._detected, (frame, detections, latency_ms))
+                self._turns_done += 1
+                self._turn.notify_all()
+            if not delivered:
                 return
 
     def _track(self) -> None:
@@ -246,8 +270,14 @@ class Pipeline:
             self._summary.interrupted = True
             self._stop.set()
 
-    def _stage(self, name: str, body: Callable[[], None], downstream: queue.Queue | None) -> threading.Thread:
-        def run() -> None:
+    def _stage(
+        self, name: str, bodies: Sequence[Callable[[], None]], downstream: queue.Queue | None
+    ) -> list[threading.Thread]:
+        """A thread per body; the last one to finish tells the next stage that the stream ended."""
+        left = [len(bodies)]
+        lock = threading.Lock()
+
+        def run(body: Callable[[], None]) -> None:
             try:
                 body()
             except BaseException as exc:  # noqa: BLE001 - any stage failure must end the whole run
@@ -255,18 +285,31 @@ class Pipeline:
                 if name != "grab":  # a failed source still lets the frames already grabbed drain
                     self._stop.set()
             finally:
-                if downstream is not None:
+                with lock:
+                    left[0] -= 1
+                    last = left[0] == 0
+                if downstream is not None and last:
                     self._put(downstream, _END)
 
-        return threading.Thread(target=run, name=f"perception-{name}", daemon=True)
+        names = [name] if len(bodies) == 1 else [f"{name}-{i}" for i in range(len(bodies))]
+        return [
+            threading.Thread(target=run, args=(body,), name=f"perception-{n}", daemon=True)
+            for n, body in zip(names, bodies, strict=True)
+        ]
 
     def run(self) -> RunSummary:
         """Run to the end of the source (or until stopped). Raises the first stage error, if any."""
+        detectors = [self.detector] + [self.detector.fork() for _ in range(self.detector.requests - 1)]
+        # With a request per core every core is busy with inference: OpenCV's own worker threads (resize,
+        # optical flow) would only add hand-offs, so its loops run in the calling thread for this run.
+        cv_threads = cv2.getNumThreads()
+        if len(detectors) > 1:
+            cv2.setNumThreads(1)
         threads = [
-            self._stage("grab", self._grab, self._grabbed),
-            self._stage("detect", self._detect, self._detected),
-            self._stage("track", self._track, self._tracked),
-            self._stage("sink", self._sink, None),
+            *self._stage("grab", [self._grab], self._grabbed),
+            *self._stage("detect", [functools.partial(self._detect, d) for d in detectors], self._detected),
+            *self._stage("track", [self._track], self._tracked),
+            *self._stage("sink", [self._sink], None),
         ]
         start = time.monotonic()
         for thread in threads:
@@ -282,6 +325,7 @@ class Pipeline:
             self._stop.set()
             for thread in threads[:-1]:
                 thread.join(timeout=2.0)
+            cv2.setNumThreads(cv_threads)
         summary = self._summary
         summary.elapsed_s = time.monotonic() - start
         if isinstance(self._grabbed, LatestQueue):

@@ -191,7 +191,7 @@ class Tracker:
         strong = np.flatnonzero(detections.scores >= cfg.high_score_threshold)
         weak = np.flatnonzero(detections.scores < cfg.high_score_threshold)
         t1, d1 = self._associate(all_tracks, strong, predicted, detections, cfg.match_iou_threshold)
-        left = np.setdiff1d(all_tracks, t1)
+        left = _others(len(self._ids), t1)
         left_confirmed = left[self._states[left] == TrackState.CONFIRMED]
         t2, d2 = self._associate(left_confirmed, weak, predicted, detections, cfg.weak_match_iou_threshold)
         matched_t, matched_d = np.concatenate((t1, t2)), np.concatenate((d1, d2))
@@ -214,8 +214,11 @@ class Tracker:
         # A tentative track missed once is dropped: most are detector flicker.
         keep = ~(unmatched & (self._states == TrackState.TENTATIVE))
 
-        born = np.setdiff1d(strong, d1)
-        born = born[detections.scores[born] >= cfg.new_track_score_threshold]
+        unclaimed = np.ones(len(detections), bool)
+        unclaimed[d1] = False
+        # Only confident detections left unmatched start tracks.
+        new_min = max(cfg.high_score_threshold, cfg.new_track_score_threshold)
+        born = np.flatnonzero(unclaimed & (detections.scores >= new_min))
         self._keep(keep)
         # At start-up every object in view is new; as in ByteTrack, they are confirmed at once rather than
         # all hidden for confirm_s.
@@ -279,3 +282,10 @@ class Tracker:
             dist_m=np.full(len(shown), np.nan, np.float32),
             in_path=np.zeros(len(shown), bool),
         )
+
+
+def _others(n: int, rows: np.ndarray) -> np.ndarray:
+    """0..n-1 without `rows` (np.setdiff1d sorts both: slower for these few rows)."""
+    mask = np.ones(n, bool)
+    mask[rows] = False
+    return np.flatnonzero(mask)

@@ -16,8 +16,6 @@ Histories live in (slots x samples) ring buffers, so all fits are vectorised acr
 
 from __future__ import annotations
 
-import warnings
-
 import cv2
 import numpy as np
 
@@ -33,6 +31,18 @@ _FLOW_MIN_BOX_PX = 24.0  # smaller boxes: Lucas-Kanade windows would straddle th
 _FLOW_MIN_POINTS = 8
 _FLOW_FB_MAX_PX = 0.7  # forward-backward disagreement beyond this: the point is not trusted
 _FLOW_MARGIN_PX = 16  # room around the boxes for the points' motion between frames
+
+
+def nanmedian_rows(values: np.ndarray) -> np.ndarray:
+    """np.nanmedian(values, axis=1) without its warnings, and ~10x faster on these small rows (NumPy's
+    goes through masked arrays; here it is one sort, NaN sorting last): NaN for rows with no numbers."""
+    if values.shape[1] == 0:
+        return np.full(len(values), np.nan)
+    ordered = np.sort(values, axis=1)
+    count = (~np.isnan(values)).sum(1)
+    rows = np.arange(len(values))
+    lower, upper = ordered[rows, np.maximum(count - 1, 0) // 2], ordered[rows, count // 2 - (count == 0)]
+    return np.where(count > 0, 0.5 * (lower + upper), np.nan)
 
 
 def fit_ttc(
@@ -53,10 +63,7 @@ def fit_ttc(
         a = y_mean - b * x_mean
         resid = np.where(use, y - (a[:, None] + b[:, None] * dt_s), 0.0)
         if attempt == 0:  # drop samples beyond 3 robust sigmas (MAD), keep the rest, fit again
-            abs_r = np.where(use, np.abs(resid), np.nan)
-            with warnings.catch_warnings():  # rows with no samples yet: NaN, handled below
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mad = np.nanmedian(abs_r, axis=1) if abs_r.size else np.zeros(len(abs_r))
+            mad = nanmedian_rows(np.where(use, np.abs(resid), np.nan))  # rows with no samples: NaN
             limit = _OUTLIER_SIGMAS * 1.4826 * np.nan_to_num(mad)
             kept = use & (np.abs(resid) <= limit[:, None] + 1e-12)
             use = np.where((kept.sum(1) >= cfg.min_samples)[:, None], kept, use)
@@ -139,10 +146,11 @@ class TTCEstimator:
 
         dt = self._t_s[slots] - t_s  # <= 0
         recent = dt >= -self.cfg.window_s  # NaN compares False
-        inv_size, dist_hist = self._inv_size[slots], self._dist_m[slots]
-        ttc_scale, std_scale = fit_ttc(dt, inv_size, recent & np.isfinite(inv_size), self.cfg)
-        ttc_dist, std_dist = fit_ttc(dt, dist_hist, recent & np.isfinite(dist_hist), self.cfg)
-        ttc, std = _fuse(ttc_scale, std_scale, ttc_dist, std_dist)
+        # Both cues in one fit: rows 0..n-1 the scale histories, n..2n-1 the distance histories.
+        cues = np.vstack((self._inv_size[slots], self._dist_m[slots]))
+        use = np.vstack((recent, recent)) & np.isfinite(cues)
+        ttc_both, std_both = fit_ttc(np.vstack((dt, dt)), cues, use, self.cfg)
+        ttc, std = _fuse(ttc_both[:n], std_both[:n], ttc_both[n:], std_both[n:])
         ttc[~whole] = np.nan
         std[~whole] = np.nan
         tracks.ttc_s, tracks.ttc_std_s = ttc.astype(np.float32), std.astype(np.float32)
@@ -229,9 +237,7 @@ def flow_scale(prev_gray: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) 
     pair = valid[:, :, None] & valid[:, None, :] & upper & (d0 > 0.25 * heights[usable, None, None])
     ratios = np.where(pair, d1 / np.where(d0 > 0, d0, 1), np.nan).reshape(len(usable), -1)
     enough = valid.sum(1) >= _FLOW_MIN_POINTS
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        scale = np.nanmedian(ratios, axis=1)
+    scale = nanmedian_rows(ratios)
     out[usable] = np.where(enough, scale, np.nan)
     return out
 

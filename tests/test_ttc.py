@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from perception.config import Config
-from perception.ttc import TTCEstimator
+from perception.ttc import TTCEstimator, nanmedian_rows
 from perception.types import Tracks
 
 FRAME_HW = (720, 1280)
@@ -224,3 +225,17 @@ def test_ttc_slot_released_after_two_windows_and_reused(cfg: Config) -> None:
     out = est.update(_tracks([_pinhole_box(15.0)], ids=[99]), times[-1] + 2.1, FRAME_HW)
     assert np.isnan(out).all()  # a new track has no history
     assert est._slot_of == {98: 1, 99: 0}
+
+
+@pytest.mark.parametrize("shape", [(5, 64), (1, 1), (3, 2), (7, 630), (0, 5), (4, 0)])
+def test_nanmedian_rows_matches_numpy(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(30):
+        values = rng.normal(size=shape)
+        values[rng.random(shape) < rng.random()] = np.nan
+        if values.size and rng.random() < 0.3:
+            values.flat[0] = np.inf
+        with warnings.catch_warnings():  # all-NaN rows
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.nanmedian(values, axis=1) if shape[1] else np.full(shape[0], np.nan)
+        np.testing.assert_allclose(nanmedian_rows(values), expected, equal_nan=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -31,13 +32,18 @@ class OnnxRuntimeDetector(TimedHeadDetector):
 
     backend = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]]) -> None:
+    def __init__(
+        self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]], requests: int = 1
+    ) -> None:
         path = Path(model_path)
         if not path.is_file():
             raise PerceptionError(f"model not found: {path}")
+        self.requests = requests
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = cfg.intra_op_threads
+        # One session serves every request (run() is thread-safe); its threads are split among them.
+        threads = cfg.intra_op_threads or (max(1, (os.cpu_count() or 1) // requests) if requests > 1 else 0)
+        opts.intra_op_num_threads = threads
         spinning = "1" if cfg.intra_op_spinning else "0"
         opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         opts.log_severity_level = 3

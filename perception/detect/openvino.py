@@ -57,7 +57,8 @@ def _static_dims(shape: ov.PartialShape) -> list[int | None]:
 
 
 class OpenVinoDetector(TimedHeadDetector):
-    """A YOLOX or Ultralytics-layout model compiled by OpenVINO, with latency-oriented settings from config.
+    """A YOLOX or Ultralytics-layout model compiled by OpenVINO: latency settings from config for one
+    request, THROUGHPUT streams for more (each fork() gets an infer request of the one compiled model).
 
     The input tensor shares memory with the letterbox buffer, so a frame is resized straight into what the
     infer request reads.
@@ -65,9 +66,12 @@ class OpenVinoDetector(TimedHeadDetector):
 
     backend = "openvino"
 
-    def __init__(self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]]) -> None:
+    def __init__(
+        self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]], requests: int = 1
+    ) -> None:
         path = Path(model_path)
         source = model_file(path)
+        self.requests = requests
         core = ov.Core()
         try:
             model = core.read_model(str(source))
@@ -92,6 +96,8 @@ class OpenVinoDetector(TimedHeadDetector):
         self.layout = cfg.layout if cfg.layout != "auto" else detect_layout(out_shape)
 
         properties: dict[str, object] = {"PERFORMANCE_HINT": cfg.openvino_hint}
+        if requests > 1:  # one stream per request, the cores split among them
+            properties = {"PERFORMANCE_HINT": "THROUGHPUT", "PERFORMANCE_HINT_NUM_REQUESTS": requests}
         if cfg.openvino_threads:
             properties["INFERENCE_NUM_THREADS"] = cfg.openvino_threads
         try:
@@ -103,13 +109,16 @@ class OpenVinoDetector(TimedHeadDetector):
 
         self.decoder = HeadDecoder(self.layout, self.input_hw, cfg)
         self.timings_ms: dict[str, float] = {}  # the last detect() by step, for benchmarks
-        self._request = self.compiled.create_infer_request()
-        self._request.set_input_tensor(ov.Tensor(self.decoder.letterbox.tensor, shared_memory=True))
+        self._new_request()
         # Warm-up doubles as a check that the output really has the layout we are about to decode.
         raw = self._infer(np.zeros((*self.input_hw, 3), np.uint8))
         num_classes = self.decoder.num_classes(raw.shape, path)
         self.class_names = class_names_from(_names_metadata(source, model), num_classes)
         self.decoder.set_classes(classes, self.class_names)
+
+    def _new_request(self) -> None:
+        self._request = self.compiled.create_infer_request()
+        self._request.set_input_tensor(ov.Tensor(self.decoder.letterbox.tensor, shared_memory=True))
 
     def _infer(self, image: np.ndarray) -> np.ndarray:
         t0 = time.monotonic_ns()

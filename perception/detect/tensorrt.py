@@ -24,6 +24,7 @@ class TensorRTDetector:
     """A YOLOX or Ultralytics-layout TensorRT plan, batch 1, one CUDA stream."""
 
     backend = "tensorrt"
+    requests = 1  # one request at a time
 
     def __init__(self, model_path: str | Path, cfg: Config) -> None:
         path = Path(model_path)
@@ -140,6 +141,9 @@ class TensorRTDetector:
             return int(imgsz[0]), int(imgsz[1])
         _min, opt, _max = engine.get_tensor_profile_shape(self._input_name, 0)
         return int(opt[2]), int(opt[3])
+
+    def fork(self) -> TensorRTDetector:
+        raise PerceptionError("the tensorrt backend runs one request at a time (detector.requests: 1)")
 
     def detect(self, image: np.ndarray) -> Detections:
         cuda = self.gpu.cuda

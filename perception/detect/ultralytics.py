@@ -103,6 +103,7 @@ class UltralyticsDetector:
 
     backend = "ultralytics"
     layout = "ultralytics"
+    requests = 1  # one request at a time
 
     def __init__(self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]]) -> None:
         self.model = _open(model_path)
@@ -139,6 +140,9 @@ class UltralyticsDetector:
             )[0]
         except Exception as exc:
             raise PerceptionError(f"Ultralytics inference failed: {_first_line(exc)}") from None
+
+    def fork(self) -> UltralyticsDetector:
+        raise PerceptionError("the ultralytics backend runs one request at a time (detector.requests: 1)")
 
     def detect(self, image: np.ndarray) -> Detections:
         boxes = self._predict(image).boxes
