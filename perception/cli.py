@@ -108,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
     print(
         f"perception: {source.name} ({'live' if source.is_live else 'replay'}, {source.fps:g} fps) -> "
         f"{Path(args.model).name} [{detector.backend}, {detector.layout}, "
-        f"{detector.input_hw[0]}x{detector.input_hw[1]}] -> {args.out}",
+        f"{detector.input_hw[0]}x{detector.input_hw[1]}, {detector.requests} request(s) in flight] "
+        f"-> {args.out}",
         file=sys.stderr,
     )
 
@@ -124,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
                 backend=detector.backend,
                 layout=detector.layout,
                 input_hw=list(detector.input_hw),
+                requests=detector.requests,
                 labels=labels,
             )
 

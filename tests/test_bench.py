@@ -92,8 +92,12 @@ def test_fast_figures_add_up(fast_run: tuple[dict, Path]) -> None:
     assert data["modes"]["pipeline"]["frames"]["dropped"] == {"replaced_by_newer": 0, "stale": 0}
     # e2e covers the stages it spans
     assert pipeline["e2e"]["max"] >= pipeline["detect"]["p50"]
-    assert set(data["checks"]) == {"pipeline_fps", "fps_ratio_vs_detector", "fps_ratio_vs_sequential"}
+    ratios = ("fps_ratio_vs_detector", "fps_ratio_vs_sequential")
+    assert set(data["checks"]) == {"pipeline_fps", *ratios, *(f"{r}_round_median" for r in ratios)}
     assert data["checks"]["pipeline_fps"] == data["modes"]["pipeline"]["fps_median"]
+    pipe_runs, det_runs = data["modes"]["pipeline"]["fps_runs"], data["modes"]["detector"]["fps_runs"]
+    by_round = sorted(p / d for p, d in zip(pipe_runs, det_runs, strict=True))
+    assert data["checks"]["fps_ratio_vs_detector_round_median"] == pytest.approx(sum(by_round) / 2)
 
 
 def test_realtime_figures_add_up(realtime_run: tuple[dict, Path]) -> None:
