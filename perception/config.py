@@ -31,7 +31,6 @@ class SourceConfig(_Strict):
     rtsp_transport: Literal["tcp", "udp"]
     stream_probe_s: Annotated[float, Field(gt=0, le=10)]
     stream_decode_threads: Annotated[int, Field(ge=0, le=64)]
-    file_decode_threads: Annotated[int, Field(ge=0, le=64)]
     read_timeout_s: PosFloat
     connect_attempts: Annotated[int, Field(ge=1, le=1000)]
     reconnect_attempts: Annotated[int, Field(ge=1)] | Literal["forever"]

@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from perception.camera import Camera, Ranging, load_camera_profile
@@ -300,11 +299,6 @@ class Pipeline:
     def run(self) -> RunSummary:
         """Run to the end of the source (or until stopped). Raises the first stage error, if any."""
         detectors = [self.detector] + [self.detector.fork() for _ in range(self.detector.requests - 1)]
-        # With a request per core every core is busy with inference: OpenCV's own worker threads (resize,
-        # optical flow) would only add hand-offs, so its loops run in the calling thread for this run.
-        cv_threads = cv2.getNumThreads()
-        if len(detectors) > 1:
-            cv2.setNumThreads(1)
         threads = [
             *self._stage("grab", [self._grab], self._grabbed),
             *self._stage("detect", [functools.partial(self._detect, d) for d in detectors], self._detected),
@@ -325,7 +319,6 @@ class Pipeline:
             self._stop.set()
             for thread in threads[:-1]:
                 thread.join(timeout=2.0)
-            cv2.setNumThreads(cv_threads)
         summary = self._summary
         summary.elapsed_s = time.monotonic() - start
         if isinstance(self._grabbed, LatestQueue):

@@ -152,13 +152,6 @@ class ImageFolderSource:
         self._files = []
 
 
-def _open_file(path: Path, decode_threads: int) -> cv2.VideoCapture:
-    """FFmpeg with the configured decoder threads; any other OpenCV backend for what FFmpeg cannot read."""
-    params = [cv2.CAP_PROP_N_THREADS, decode_threads] if decode_threads else []
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, params)
-    return cap if cap.isOpened() else cv2.VideoCapture(str(path))
-
-
 def open_source(
     spec: str, cfg: SourceConfig, fps: float | None = None, on_health: HealthCallback | None = None
 ) -> Source:
@@ -177,7 +170,7 @@ def open_source(
     if path.is_dir():
         return ImageFolderSource(path, fps, cfg.image_folder_fps, realtime)
     if path.is_file():
-        cap = _open_file(path, cfg.file_decode_threads)
+        cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             raise PerceptionError(
                 f"cannot open video {path}: not a video file, or a format OpenCV cannot read"

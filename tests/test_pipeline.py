@@ -145,12 +145,6 @@ def test_a_failing_request_ends_the_run_with_its_error(small_cfg: Config) -> Non
     assert len(recorder.frames) < FRAMES
 
 
-def test_opencv_threads_restored_after_a_run(small_cfg: Config, one_request: Recorder) -> None:
-    before = cv2.getNumThreads()
-    run_pipeline(small_cfg, 2)
-    assert cv2.getNumThreads() == before
-
-
 def test_inference_requests_by_mode(cfg: Config) -> None:
     assert inference_requests(cfg.detector, throughput=False) == 1
     assert inference_requests(cfg.detector, throughput=True) == min(2, os.cpu_count() or 1)
