@@ -164,6 +164,12 @@ def _run(args: argparse.Namespace) -> int:
             )
 
     if summary.frames_processed == 0 and not (summary.interrupted or stop_signal):
+        if summary.frames_stale:
+            raise PerceptionError(
+                f"none of the {summary.frames_grabbed} frames read from {source.name} was processed: "
+                f"{summary.frames_stale} were older than source.max_frame_age_s "
+                f"({cfg.source.max_frame_age_s:g} s) when detection could start"
+            )
         raise PerceptionError(f"no frame could be read from {source.name}")
     print(
         f"perception: {summary.frames_processed} frames in {summary.elapsed_s:.1f} s "

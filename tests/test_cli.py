@@ -200,6 +200,23 @@ def assert_one_line_error(
         assert needle in lines[-1]
 
 
+def test_every_frame_stale_says_so(tmp_path: Path) -> None:
+    """A live-paced run where every frame is too old by the time detection could start (an absurdly strict
+    max_frame_age_s) ends with an error that says so, not that no frame could be read; outputs closed."""
+    config = tmp_path / "strict.yaml"
+    config.write_text("source:\n  max_frame_age_s: 0.000001\n")
+    out = tmp_path / "out"
+    proc = run_cli(
+        "run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", out, "--config", config, "--mode", "realtime"
+    )
+    assert_one_line_error(
+        proc, "none of the 221 frames", "were older than source.max_frame_age_s", mid_run=True
+    )
+    end = read_events(out / "events.jsonl")[-1]
+    assert end["type"] == "end" and end["frames_processed"] == 0
+    assert end["frames_stale"] > 0 and end["frames_stale"] + end["frames_dropped"] == 221
+
+
 def test_missing_source(tmp_path: Path) -> None:
     proc = run_cli("run", tmp_path / "nope.mp4", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
     assert_one_line_error(proc, "source not found", "nope.mp4")
