@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from perception.track import iou_matrix
 from tests.conftest import HIGHWAY_CLIP, MOT17_13, YOLOX_ONNX
 
 HIGHWAY_FRAMES = 221
@@ -47,11 +48,7 @@ def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
 
 
 def box_iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(iou_matrix(np.array([a], np.float64), np.array([b], np.float64))[0, 0])
 
 
 @pytest.fixture(scope="module")
