@@ -64,6 +64,7 @@ class DetectorConfig(_Strict):
     backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"]
     default_model: Annotated[str, Field(min_length=1)]
     layout: Literal["auto", "yolox", "ultralytics"]
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
     input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]]
     conf_threshold: Fraction
     nms_iou_threshold: Fraction

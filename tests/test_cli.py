@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -325,19 +327,38 @@ def test_unreadable_image_mid_sequence_keeps_frames_before_it(tmp_path: Path) ->
 @pytest.fixture()
 def http_server(tmp_path: Path):
     """A real HTTP server on loopback serving the real clip (its index is at the front, so it streams
-    without range requests, which http.server does not answer)."""
+    without range requests, which http.server does not answer). Ready once its port accepts a
+    connection; nothing is read from its pipes, so a shell without PYTHONUNBUFFERED cannot hang it."""
     (tmp_path / "highway.mp4").symlink_to(HIGHWAY_CLIP)
+    port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(tmp_path)],
-        stdout=subprocess.PIPE,
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        text=True,
     )
-    line = server.stdout.readline()  # "Serving HTTP on 127.0.0.1 port NNNN ..."
-    port = int(line.split(" port ")[1].split()[0])
-    yield f"http://127.0.0.1:{port}/highway.mp4"
-    server.kill()
-    server.wait()
+    try:
+        wait_for_port(port, server, timeout_s=30)
+        yield f"http://127.0.0.1:{port}/highway.mp4"
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout_s:g} s")
 
 
 def test_http_url_of_a_video_file_replays_every_frame(http_server: str, tmp_path: Path) -> None:

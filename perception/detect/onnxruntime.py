@@ -38,6 +38,11 @@ class OnnxRuntimeDetector(TimedHeadDetector):
         path = Path(model_path)
         if not path.is_file():
             raise PerceptionError(f"model not found: {path}")
+        if cfg.precision not in ("auto", "fp32"):
+            raise PerceptionError(
+                f"detector.precision {cfg.precision}: ONNX Runtime runs this model in fp32 on the CPU; "
+                "use --backend openvino for bf16 or fp16"
+            )
         self.requests = requests
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

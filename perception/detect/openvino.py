@@ -14,6 +14,8 @@ from perception.config import DetectorConfig
 from perception.detect.postprocess import HeadDecoder, TimedHeadDetector, class_names_from, detect_layout
 from perception.errors import PerceptionError
 
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
@@ -100,6 +102,8 @@ class OpenVinoDetector(TimedHeadDetector):
             properties = {"PERFORMANCE_HINT": "THROUGHPUT", "PERFORMANCE_HINT_NUM_REQUESTS": requests}
         if cfg.openvino_threads:
             properties["INFERENCE_NUM_THREADS"] = cfg.openvino_threads
+        if cfg.precision != "auto":  # auto: OpenVINO's own choice, bf16 on CPUs with AVX512-BF16 or AMX
+            properties["INFERENCE_PRECISION_HINT"] = _OV_PRECISION[cfg.precision]
         try:
             self.compiled = core.compile_model(model, cfg.openvino_device, properties)
         except Exception as exc:
