@@ -1,7 +1,8 @@
 """Configuration: `configs/default.yaml` holds every default; a user YAML overrides any subset of it.
 
-The models below deliberately have no defaults of their own, so the YAML file stays the one place where
-defaults live. Validation happens once, at load, and names the offending key.
+`configs/default.yaml` is where defaults are documented and changed; the models below carry the same values
+(a test keeps the two identical), so every algorithm can also be built in code: `Tracker(TrackerConfig())`.
+Validation happens once, at load, and names the offending key.
 """
 
 from __future__ import annotations
@@ -18,26 +19,36 @@ PosFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
+DEFAULT_CLASSES: dict[str, tuple[str, ...]] = {
+    "pedestrian": ("person",),
+    "cyclist": ("bicycle", "motorcycle"),
+    "vehicle": ("car", "bus", "truck", "train"),
+    "traffic_light": ("traffic light",),
+    "traffic_sign": ("stop sign",),
+    "obstacle": ("fire hydrant", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow"),
+}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class SourceConfig(_Strict):
-    mode: Literal["fast", "realtime"]
-    image_folder_fps: PosFloat
-    camera_buffer_size: Annotated[int, Field(ge=1, le=16)]
-    open_timeout_s: PosFloat
+    mode: Literal["fast", "realtime"] = "fast"
+    image_folder_fps: PosFloat = 25.0
+    camera_buffer_size: Annotated[int, Field(ge=1, le=16)] = 1
+    open_timeout_s: PosFloat = 10.0
     # live sources (streams, cameras): transport, stall detection, reconnecting, frame age
-    rtsp_transport: Literal["tcp", "udp"]
-    stream_probe_s: Annotated[float, Field(gt=0, le=10)]
-    stream_decode_threads: Annotated[int, Field(ge=0, le=64)]
-    read_timeout_s: PosFloat
-    connect_attempts: Annotated[int, Field(ge=1, le=1000)]
-    reconnect_attempts: Annotated[int, Field(ge=1)] | Literal["forever"]
-    backoff_initial_s: PosFloat
-    backoff_max_s: PosFloat
-    backoff_jitter: Annotated[float, Field(ge=0, lt=1)]
-    max_frame_age_s: PosFloat
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    stream_probe_s: Annotated[float, Field(gt=0, le=10)] = 0.1
+    stream_decode_threads: Annotated[int, Field(ge=0, le=64)] = 1
+    read_timeout_s: PosFloat = 1.0
+    connect_attempts: Annotated[int, Field(ge=1, le=1000)] = 3
+    reconnect_attempts: Annotated[int, Field(ge=1)] | Literal["forever"] = "forever"
+    backoff_initial_s: PosFloat = 0.5
+    backoff_max_s: PosFloat = 8.0
+    backoff_jitter: Annotated[float, Field(ge=0, lt=1)] = 0.25
+    max_frame_age_s: PosFloat = 0.5
 
     @field_validator("reconnect_attempts", mode="before")
     @classmethod
@@ -57,24 +68,27 @@ class SourceConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    replay_queue_size: Annotated[int, Field(ge=1, le=64)]
+    replay_queue_size: Annotated[int, Field(ge=1, le=64)] = 4
 
 
 class DetectorConfig(_Strict):
-    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"]
-    default_model: Annotated[str, Field(min_length=1)]
-    layout: Literal["auto", "yolox", "ultralytics"]
-    precision: Literal["auto", "fp32", "bf16", "fp16"]
-    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]]
-    conf_threshold: Fraction
-    nms_iou_threshold: Fraction
-    max_detections: Annotated[int, Field(ge=1, le=10000)]
-    requests: Annotated[int, Field(ge=0, le=64)]
-    intra_op_threads: Annotated[int, Field(ge=0, le=256)]
-    intra_op_spinning: bool
-    openvino_device: Annotated[str, Field(min_length=1)]
-    openvino_hint: Literal["LATENCY", "THROUGHPUT"]
-    openvino_threads: Annotated[int, Field(ge=0, le=256)]
+    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"] = "auto"
+    default_model: Annotated[str, Field(min_length=1)] = "yolo11n.pt"
+    layout: Literal["auto", "yolox", "ultralytics"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] = (
+        448,
+        800,
+    )
+    conf_threshold: Fraction = 0.15
+    nms_iou_threshold: Fraction = 0.5
+    max_detections: Annotated[int, Field(ge=1, le=10000)] = 300
+    requests: Annotated[int, Field(ge=0, le=64)] = 0
+    intra_op_threads: Annotated[int, Field(ge=0, le=256)] = 0
+    intra_op_spinning: bool = False
+    openvino_device: Annotated[str, Field(min_length=1)] = "CPU"
+    openvino_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
+    openvino_threads: Annotated[int, Field(ge=0, le=256)] = 0
 
     @field_validator("input_size")
     @classmethod
@@ -85,14 +99,14 @@ class DetectorConfig(_Strict):
 
 
 class TensorRTConfig(_Strict):
-    engine_dir: Annotated[str, Field(min_length=1)]
-    precision: Literal["fp32", "fp16", "int8"]
-    batch: Annotated[int, Field(ge=1, le=64)]
-    workspace_mib: Annotated[int, Field(ge=0)]
-    device: Annotated[int, Field(ge=0)]
-    warmup_runs: Annotated[int, Field(ge=0, le=100)]
-    calib_min_images: Annotated[int, Field(ge=1)]
-    calib_max_images: Annotated[int, Field(ge=1)]
+    engine_dir: Annotated[str, Field(min_length=1)] = "engines/cache"
+    precision: Literal["fp32", "fp16", "int8"] = "fp16"
+    batch: Annotated[int, Field(ge=1, le=64)] = 1
+    workspace_mib: Annotated[int, Field(ge=0)] = 0
+    device: Annotated[int, Field(ge=0)] = 0
+    warmup_runs: Annotated[int, Field(ge=0, le=100)] = 3
+    calib_min_images: Annotated[int, Field(ge=1)] = 100
+    calib_max_images: Annotated[int, Field(ge=1)] = 500
 
     @model_validator(mode="after")
     def _calibration_range(self) -> TensorRTConfig:
@@ -105,44 +119,46 @@ class TensorRTConfig(_Strict):
 
 
 class TrackerConfig(_Strict):
-    high_score_threshold: Fraction
-    new_track_score_threshold: Fraction
-    match_iou_threshold: Fraction
-    weak_match_iou_threshold: Fraction
-    confirm_s: Annotated[float, Field(ge=0)]
-    max_lost_s: PosFloat
-    position_noise: PosFloat
-    velocity_noise: PosFloat
-    measurement_noise: PosFloat
+    high_score_threshold: Fraction = 0.3
+    new_track_score_threshold: Fraction = 0.4
+    match_iou_threshold: Fraction = 0.2
+    weak_match_iou_threshold: Fraction = 0.5
+    confirm_s: Annotated[float, Field(ge=0)] = 0.06
+    max_lost_s: PosFloat = 1.0
+    position_noise: PosFloat = 0.05
+    velocity_noise: PosFloat = 0.3
+    measurement_noise: PosFloat = 0.05
 
 
 class TTCConfig(_Strict):
-    window_s: PosFloat
-    min_samples: Annotated[int, Field(ge=3, le=1000)]
-    min_span_s: PosFloat
-    max_ttc_s: PosFloat
-    object_height_m: dict[str, PosFloat]
-    size_prior_rel_std: PosFloat
-    pitch_std_deg: PosFloat
-    edge_px_std: PosFloat
+    window_s: PosFloat = 0.6
+    min_samples: Annotated[int, Field(ge=3, le=1000)] = 6
+    min_span_s: PosFloat = 0.3
+    max_ttc_s: PosFloat = 20.0
+    object_height_m: dict[str, PosFloat] = Field(
+        default_factory=lambda: {"pedestrian": 1.7, "cyclist": 1.7, "vehicle": 1.5}
+    )
+    size_prior_rel_std: PosFloat = 0.15
+    pitch_std_deg: PosFloat = 2.0
+    edge_px_std: PosFloat = 1.0
 
 
 class CameraConfig(_Strict):
-    profile: Annotated[str, Field(min_length=1)]  # name in configs/cameras/ or a path
+    profile: Annotated[str, Field(min_length=1)] = "dashcam"  # name in configs/cameras/ or a path
 
 
 class FCWConfig(_Strict):
-    labels: list[str]
-    lane_width_m: Annotated[float, Field(gt=0, le=20)]
-    caution_ttc_s: PosFloat
-    warning_ttc_s: PosFloat
-    min_persistence_s: Annotated[float, Field(ge=0)]
-    min_clear_s: Annotated[float, Field(ge=0)]
-    hysteresis: Annotated[float, Field(ge=0, le=2)]
-    cooldown_s: Annotated[float, Field(ge=0)]
-    max_dist_m: PosFloat
-    max_closing_mps: PosFloat
-    max_ttc_rel_std: PosFloat
+    labels: list[str] = Field(default_factory=lambda: ["pedestrian", "cyclist", "vehicle", "obstacle"])
+    lane_width_m: Annotated[float, Field(gt=0, le=20)] = 3.5
+    caution_ttc_s: PosFloat = 4.5
+    warning_ttc_s: PosFloat = 3.6
+    min_persistence_s: Annotated[float, Field(ge=0)] = 0.2
+    min_clear_s: Annotated[float, Field(ge=0)] = 0.5
+    hysteresis: Annotated[float, Field(ge=0, le=2)] = 0.15
+    cooldown_s: Annotated[float, Field(ge=0)] = 3.0
+    max_dist_m: PosFloat = 80.0
+    max_closing_mps: PosFloat = 45.0
+    max_ttc_rel_std: PosFloat = 0.3
 
     @model_validator(mode="after")
     def _warning_before_caution(self) -> FCWConfig:
@@ -152,30 +168,34 @@ class FCWConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    video: bool
-    video_fourcc: Annotated[str, Field(min_length=4, max_length=4)]
-    events: bool
-    show: bool
+    video: bool = True
+    video_fourcc: Annotated[str, Field(min_length=4, max_length=4)] = "mp4v"
+    events: bool = True
+    show: bool = False
 
 
 class BenchConfig(_Strict):
-    warmup_frames: Annotated[int, Field(ge=0, le=1000)]
-    repeat: Annotated[int, Field(ge=1, le=100)]
-    compare: list[Literal["sequential", "detector", "ultralytics"]]
+    warmup_frames: Annotated[int, Field(ge=0, le=1000)] = 10
+    repeat: Annotated[int, Field(ge=1, le=100)] = 1
+    compare: list[Literal["sequential", "detector", "ultralytics"]] = Field(
+        default_factory=lambda: ["sequential", "detector"]
+    )
 
 
 class Config(_Strict):
-    source: SourceConfig
-    pipeline: PipelineConfig
-    detector: DetectorConfig
-    tensorrt: TensorRTConfig
-    classes: dict[str, list[str]]
-    tracker: TrackerConfig
-    camera: CameraConfig
-    ttc: TTCConfig
-    fcw: FCWConfig
-    output: OutputConfig
-    bench: BenchConfig
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    tensorrt: TensorRTConfig = Field(default_factory=TensorRTConfig)
+    classes: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_CLASSES.items()}
+    )
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    camera: CameraConfig = Field(default_factory=CameraConfig)
+    ttc: TTCConfig = Field(default_factory=TTCConfig)
+    fcw: FCWConfig = Field(default_factory=FCWConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
 
     @field_validator("classes")
     @classmethod
