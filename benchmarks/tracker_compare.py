@@ -20,8 +20,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from perception import mot
 from perception.config import load_config
+from perception.eval import mot
 from perception.track import Tracker
 from perception.types import Detections
 

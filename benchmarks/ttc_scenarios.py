@@ -2,7 +2,7 @@
 
     python benchmarks/ttc_scenarios.py [--model ../shared/models/yolox_nano.onnx]
 
-1. Each synthetic scenario (perception.synthetic) rendered to a temp dir and scored by `eval-ttc`.
+1. Each synthetic scenario (perception.eval.synthetic) rendered to a temp dir and scored by `eval-ttc`.
 2. Distance to every labelled object in the 3 KITTI frames the detector finds (KITTI's own P2).
 3. Collision warnings on the real highway clip (there should be none).
 """
@@ -21,9 +21,9 @@ import numpy as np
 from perception.camera import Camera, Ranging, profile_from_kitti_calib
 from perception.config import load_config
 from perception.detect import create_detector
-from perception.synthetic import SCENARIOS, render
+from perception.eval.synthetic import SCENARIOS, render
+from perception.eval.ttc import evaluate_ttc
 from perception.track import iou_matrix
-from perception.ttc_eval import evaluate_ttc
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     mot.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
 
     ttc = commands.add_parser("eval-ttc", help="score TTC, distance and warnings against a ground-truth CSV")
-    ttc.add_argument("video", help="video to run (e.g. a scenario from python -m perception.synthetic)")
+    ttc.add_argument("video", help="video to run (e.g. a scenario from python -m perception.eval.synthetic)")
     ttc.add_argument("--truth", required=True, type=Path, help="per-frame ground truth CSV")
     ttc.add_argument("--model", required=True, help="detector model")
     ttc.add_argument("--config", help="YAML overriding configs/default.yaml")
@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
 def _eval_ttc(args: argparse.Namespace) -> int:
     import json
 
-    from perception.ttc_eval import evaluate_ttc
+    from perception.eval.ttc import evaluate_ttc
 
     if not args.truth.is_file():
         raise PerceptionError(f"truth file not found: {args.truth}")
@@ -202,7 +202,7 @@ def _eval_ttc(args: argparse.Namespace) -> int:
 def _eval_mot(args: argparse.Namespace) -> int:
     import json
 
-    from perception import mot
+    from perception.eval import mot
 
     cfg = load_config(args.config)
     info = mot.read_seqinfo(args.seq_dir, cfg.source.image_folder_fps)

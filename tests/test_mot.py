@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perception import mot
 from perception.errors import PerceptionError
+from perception.eval import mot
 from tests.conftest import ASSETS, REPO
 
 TUD = ASSETS / "mot" / "MOT15" / "TUD-Campus"

@@ -16,11 +16,11 @@ from perception.camera import Camera, CameraProfile, Ranging, load_camera_profil
 from perception.config import Config, load_config
 from perception.detect import create_detector
 from perception.errors import PerceptionError
+from perception.eval.synthetic import SCENARIOS, _paste, load_assets, render
+from perception.eval.ttc import evaluate_ttc
 from perception.fcw import ForwardCollisionWarning
-from perception.synthetic import SCENARIOS, _paste, load_assets, render
 from perception.track import iou_matrix
 from perception.ttc import flow_scale
-from perception.ttc_eval import evaluate_ttc
 from perception.types import Tracks
 from tests.conftest import ASSETS, YOLOX_ONNX
 

@@ -7,7 +7,7 @@ moves at known speeds. Each scenario writes a video and a CSV with, per frame: t
 first-order TTC (distance / closing speed; empty when not closing), whether the object is in the ego
 path, and its box.
 
-    python -m perception.synthetic OUT_DIR [--scenario NAME ...]
+    python -m perception.eval.synthetic OUT_DIR [--scenario NAME ...]
 """
 
 from __future__ import annotations

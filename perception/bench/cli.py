@@ -1,0 +1,139 @@
+"""`perception bench`: arguments, the rounds of modes, and writing bench.json, report.md and the plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from perception.bench.report import machine, versions, write_plots, write_report
+from perception.bench.runners import (
+    RunResult,
+    decode_frames,
+    run_detector,
+    run_pipeline,
+    run_sequential,
+    run_ultralytics,
+)
+from perception.bench.stats import checks, no_nan, summarise
+from perception.config import Config, load_config
+from perception.detect import create_detector, inference_requests
+from perception.errors import PerceptionError
+
+SCHEMA_VERSION = 1
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="latency and throughput of the pipeline against baselines")
+    bench.add_argument("source", help="video file or image folder")
+    bench.add_argument("--model", required=True, help="detector model (.onnx, OpenVINO IR folder, ...)")
+    bench.add_argument(
+        "--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"], help="backend"
+    )
+    bench.add_argument("--mode", choices=["fast", "realtime"], help="fast: every frame; realtime: paced")
+    bench.add_argument("--compare", help="comma-separated baselines: sequential,detector,ultralytics")
+    bench.add_argument("--frames", type=int, help="at most this many frames per run (default: all)")
+    bench.add_argument("--repeat", type=int, help="rounds of every mode (default: config bench.repeat)")
+    bench.add_argument("--warmup", type=int, help="warm-up frames per run (default: bench.warmup_frames)")
+    bench.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="model input size")
+    bench.add_argument("--config", help="YAML overriding configs/default.yaml")
+    bench.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {"output": {"video": False, "events": False, "show": False}}
+    if args.mode:
+        overrides["source"] = {"mode": args.mode}
+    detector: dict[str, Any] = {}
+    if args.backend:
+        detector["backend"] = args.backend
+    if args.imgsz:
+        detector["input_size"] = list(args.imgsz)
+    if detector:
+        overrides["detector"] = detector
+    bench: dict[str, Any] = {}
+    if args.compare is not None:
+        bench["compare"] = [c.strip() for c in args.compare.split(",") if c.strip()]
+    if args.repeat is not None:
+        bench["repeat"] = args.repeat
+    if args.warmup is not None:
+        bench["warmup_frames"] = args.warmup
+    if bench:
+        overrides["bench"] = bench
+    return load_config(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if args.frames is not None and args.frames < 1:
+        raise PerceptionError("--frames must be at least 1")
+    warmup = cfg.bench.warmup_frames
+    if not Path(args.source).exists():
+        raise PerceptionError(f"source not found: {args.source}")
+    requests = inference_requests(cfg.detector, throughput=cfg.source.mode == "fast")
+    detector = create_detector(args.model, cfg, requests)
+    # A plain loop runs one request at a time: it gets a detector set up for that (all threads on one).
+    single = detector if detector.requests == 1 else create_detector(args.model, cfg)
+    images = decode_frames(args.source, cfg, args.frames) if "detector" in cfg.bench.compare else []
+    modes = ["pipeline", *dict.fromkeys(cfg.bench.compare)]
+    runs: dict[str, list[RunResult]] = {m: [] for m in modes}
+    errors: dict[str, str] = {}
+    for round_index in range(cfg.bench.repeat):
+        shift = round_index % len(modes)
+        for mode in modes[shift:] + modes[:shift]:  # rotate the order each round
+            if mode in errors:
+                continue
+            print(f"bench: round {round_index + 1}/{cfg.bench.repeat}: {mode}", file=sys.stderr)
+            if mode == "pipeline":
+                runs[mode].append(run_pipeline(args.source, detector, cfg, args.frames))
+            elif mode == "sequential":
+                runs[mode].append(run_sequential(args.source, single, cfg, args.frames))
+            elif mode == "detector":
+                runs[mode].append(run_detector(images, detector))
+            else:
+                try:
+                    runs[mode].append(run_ultralytics(args.source, str(args.model), cfg, args.frames))
+                except Exception as exc:  # a model Ultralytics cannot load: report it, keep the rest
+                    errors[mode] = (
+                        f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+                    )
+    runs = {m: r for m, r in runs.items() if r}
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    bench = {
+        "schema_version": SCHEMA_VERSION,
+        "command": sys.argv,
+        "source": str(args.source),
+        "model": str(args.model),
+        "mode": cfg.source.mode,
+        "repeat": cfg.bench.repeat,
+        "warmup_frames": warmup,
+        "frames_limit": args.frames,
+        "detector": {
+            "backend": detector.backend,
+            "layout": detector.layout,
+            "input_hw": list(detector.input_hw),
+            "requests": detector.requests,
+            "requests_sequential": single.requests,
+            "intra_op_threads": cfg.detector.intra_op_threads,
+            "intra_op_spinning": cfg.detector.intra_op_spinning,
+            "openvino_hint": cfg.detector.openvino_hint,
+        },
+        "machine": machine(),
+        "versions": versions(),
+        "modes": {m: summarise(r, warmup) for m, r in runs.items()},
+        "source_fps": runs["pipeline"][0].source_fps,
+        "errors": errors,
+        "notes": "peak_rss_mib is the process high-water mark when the run ended (modes share one process)",
+    }
+    bench["checks"] = checks(bench)
+    bench["plots"] = write_plots(args.out, runs, warmup)
+    (args.out / "bench.json").write_text(json.dumps(no_nan(bench), indent=1, allow_nan=False))
+    write_report(args.out / "report.md", bench)
+    print((args.out / "report.md").read_text().split("\n\n")[2], file=sys.stderr)
+    for mode, message in errors.items():
+        print(f"bench: {mode} failed: {message}", file=sys.stderr)
+    print(f"bench: wrote {args.out}/bench.json, report.md, {', '.join(bench['plots'])}", file=sys.stderr)
+    return 0
