@@ -24,6 +24,7 @@ from pathlib import Path
 from perception.config import load_config
 from perception.detect import create_detector
 from perception.pipeline import Pipeline
+from perception.processor import build_processor
 from perception.sinks import Annotator, EventLog, VideoSink
 from perception.sources import Source, open_source
 from perception.types import Frame
@@ -96,9 +97,11 @@ def main() -> None:
         def count(_result) -> None:
             processed[0] += 1
 
+        processor = build_processor(cfg)
         pipeline = Pipeline(
             source,
             detector,
+            processor,
             cfg,
             [video, events],
             annotate=Annotator(cfg.labels, detector.class_names),
@@ -112,7 +115,7 @@ def main() -> None:
             while not done.wait(args.sample_s):
                 t_s = time.monotonic() - start
                 rss, threads = proc_status()
-                samples.append((t_s, rss, threads, processed[0], pipeline.tracker.active_count))
+                samples.append((t_s, rss, threads, processed[0], processor.tracker.active_count))
                 if t_s >= args.minutes * 60:
                     pipeline.stop()
 

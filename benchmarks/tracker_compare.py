@@ -95,9 +95,7 @@ def accuracy(seq: Path, seeds: int) -> None:
         new_track_thresh=cfg.tracker.new_track_score_threshold,
     )
     trackers = {
-        "perception (configs/mot_public_detections.yaml)": lambda f: mot.track_sequence(
-            dets, f, info.fps, cfg.tracker
-        ),
+        "perception (configs/mot_public_detections.yaml)": lambda f: mot.track_sequence(dets, f, info, cfg),
         "Ultralytics BYTETracker (bytetrack.yaml defaults)": lambda f: run_byte(dets, f),
         "Ultralytics BYTETracker (same score thresholds)": lambda f: run_byte(dets, f, same),
     }

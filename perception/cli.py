@@ -13,17 +13,19 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from perception import __version__
+from perception.cli_flags import add_flags, flag_overrides
 from perception.config import Config, load_config
 from perception.detect import create_detector, inference_requests
-from perception.detector_cli import add_backend_argument, add_commands
+from perception.detector_cli import add_commands
 from perception.detector_cli import run as run_detector_command
-from perception.errors import PerceptionError
-from perception.pipeline import Pipeline, StageError
+from perception.errors import PerceptionError, first_line
+from perception.events import EndEvent, ErrorEvent, RunStatus, SourceEvent, StartEvent
+from perception.pipeline import Pipeline, RunSummary, StageError
+from perception.processor import build_processor
 from perception.sinks import Annotator, DisplaySink, EventLog, Sink, VideoSink
 from perception.sources import open_source
 
@@ -33,33 +35,36 @@ EXIT_SIGTERM = 143
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
+    # No abbreviated options: `--conf` must never be taken for `--config`.
+    parser = argparse.ArgumentParser(
+        prog="perception", description=__doc__.splitlines()[0], allow_abbrev=False
+    )
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser(
-        "run", help="detect, track and time-to-collision on a video, folder, camera or stream"
+        "run",
+        help="detect, track and time-to-collision on a video, folder, camera or stream",
+        allow_abbrev=False,
     )
     run.add_argument("source", help="video file, image folder, camera index (0) or rtsp:// / http(s):// URL")
     run.add_argument(
         "--model",
         help="detector model: .onnx, OpenVINO IR, .pt, .engine (default: config detector.default_model)",
     )
-    add_backend_argument(run)
     run.add_argument(
         "--out", required=True, type=Path, help="output folder for annotated.mp4 and events.jsonl"
     )
     run.add_argument("--config", help="YAML overriding configs/default.yaml")
-    run.add_argument(
-        "--mode", choices=["fast", "realtime"], help="file replay: every frame, or paced like live"
-    )
+    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--show")
     run.add_argument(
         "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
     )
-    run.add_argument("--show", action="store_true", help="show the annotated frames in a window (q to stop)")
 
     mot = commands.add_parser(
-        "eval-mot", help="track a MOTChallenge sequence and score it against its ground truth"
+        "eval-mot",
+        help="track a MOTChallenge sequence and score it against its ground truth",
+        allow_abbrev=False,
     )
     mot.add_argument(
         "seq_dir", type=Path, help="sequence folder with seqinfo.ini, gt/gt.txt and det/ or img1/"
@@ -71,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     mot.add_argument("--out", type=Path, help="result file (default: out/eval-mot/SEQ_NAME.txt)")
     mot.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
 
-    ttc = commands.add_parser("eval-ttc", help="score TTC, distance and warnings against a ground-truth CSV")
+    ttc = commands.add_parser(
+        "eval-ttc", help="score TTC, distance and warnings against a ground-truth CSV", allow_abbrev=False
+    )
     ttc.add_argument("video", help="video to run (e.g. a scenario from python -m perception.eval.synthetic)")
     ttc.add_argument("--truth", required=True, type=Path, help="per-frame ground truth CSV")
     ttc.add_argument("--model", required=True, help="detector model")
@@ -85,55 +92,50 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides: dict = {}
-    if args.mode:
-        overrides["source"] = {"mode": args.mode}
-    if args.show:
-        overrides["output"] = {"show": True}
-    if args.backend:
-        overrides["detector"] = {"backend": args.backend}
-    cfg = load_config(args.config, overrides)
-    args.model = args.model or cfg.detector.default_model
+    cfg = load_config(args.config, flag_overrides(args))
+    model = args.model or cfg.detector.default_model
 
     health = _HealthRelay()
     source = open_source(args.source, cfg.source, fps=args.fps, on_health=health)
     try:
-        detector = create_detector(args.model, cfg, inference_requests(cfg.detector, not source.is_live))
+        detector = create_detector(model, cfg, inference_requests(cfg.detector, not source.is_live))
     except BaseException:
         source.close()
         raise
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    labels = cfg.labels
-    print(
-        f"perception: {source.name} ({'live' if source.is_live else 'replay'}, {source.fps:g} fps) -> "
-        f"{Path(args.model).name} [{detector.backend}, {detector.layout}, "
-        f"{detector.input_hw[0]}x{detector.input_hw[1]}, {detector.requests} request(s) in flight] "
-        f"-> {args.out}",
-        file=sys.stderr,
-    )
-
     with contextlib.ExitStack() as outputs:
+        outputs.callback(detector.close)
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(
+            f"perception: {source.name} ({'live' if source.is_live else 'replay'}, {source.fps:g} fps) -> "
+            f"{Path(model).name} [{detector.backend}, {detector.layout}, "
+            f"{detector.input_hw[0]}x{detector.input_hw[1]}, {detector.requests} request(s) in flight] "
+            f"-> {args.out}",
+            file=sys.stderr,
+        )
         sinks, events = _open_sinks(outputs, cfg, args.out, source.fps, detector.class_names)
         if events is not None:
             events.event(
-                "start",
-                source=source.name,
-                live=source.is_live,
-                fps=source.fps,
-                model=str(args.model),
-                backend=detector.backend,
-                layout=detector.layout,
-                input_hw=list(detector.input_hw),
-                requests=detector.requests,
-                labels=labels,
+                StartEvent(
+                    source=source.name,
+                    live=source.is_live,
+                    fps=source.fps,
+                    model=str(model),
+                    backend=detector.backend,
+                    layout=detector.layout,
+                    input_hw=list(detector.input_hw),
+                    requests=detector.requests,
+                    labels=cfg.labels,
+                )
             )
-
-        annotate = Annotator(labels, detector.class_names) if (cfg.output.video or cfg.output.show) else None
+        annotate = (
+            Annotator(cfg.labels, detector.class_names) if (cfg.output.video or cfg.output.show) else None
+        )
         progress = _progress_bar(source.frame_count)
         pipeline = Pipeline(
             source,
             detector,
+            build_processor(cfg),
             cfg,
             sinks,
             annotate=annotate,
@@ -141,29 +143,22 @@ def _run(args: argparse.Namespace) -> int:
         )
         stop_signal = _install_signal_handlers(pipeline)
         health.events, health.active = events, True
+        status = RunStatus.ERROR
         try:
             summary = pipeline.run()
+            status = RunStatus.INTERRUPTED if summary.interrupted or stop_signal else RunStatus.OK
         except StageError as exc:
             if events is not None:
-                events.event("error", stage=exc.stage, message=_one_line(exc.error))
+                events.event(ErrorEvent(exc.stage, _one_line(exc.error)))
             raise
         finally:
             health.active = False
             if progress:
                 progress.close()
-        if events is not None:
-            events.event(
-                "end",
-                frames_grabbed=summary.frames_grabbed,
-                frames_processed=summary.frames_processed,
-                frames_dropped=summary.frames_dropped,
-                frames_stale=summary.frames_stale,
-                elapsed_s=round(summary.elapsed_s, 3),
-                fps=round(summary.fps, 2),
-                interrupted=summary.interrupted or bool(stop_signal),
-            )
+            if events is not None:  # every run ends with an `end` line, after the `error` line if any
+                events.event(_end_event(pipeline.summary, status))
 
-    if summary.frames_processed == 0 and not (summary.interrupted or stop_signal):
+    if summary.frames_processed == 0 and status is RunStatus.OK:
         if summary.frames_stale:
             raise PerceptionError(
                 f"none of the {summary.frames_grabbed} frames read from {source.name} was processed: "
@@ -181,6 +176,19 @@ def _run(args: argparse.Namespace) -> int:
     if stop_signal:
         return EXIT_SIGTERM if stop_signal[0] == signal.SIGTERM else EXIT_SIGINT
     return 0
+
+
+def _end_event(summary: RunSummary, status: RunStatus) -> EndEvent:
+    return EndEvent(
+        status=status,
+        frames_grabbed=summary.frames_grabbed,
+        frames_processed=summary.frames_processed,
+        frames_dropped=summary.frames_dropped,
+        frames_stale=summary.frames_stale,
+        elapsed_s=round(summary.elapsed_s, 3),
+        fps=round(summary.fps, 2),
+        interrupted=status is RunStatus.INTERRUPTED,
+    )
 
 
 def _eval_ttc(args: argparse.Namespace) -> int:
@@ -214,7 +222,7 @@ def _eval_mot(args: argparse.Namespace) -> int:
     else:
         detections = mot.read_detections(args.det or args.seq_dir / "det" / "det.txt")
     frames = np.arange(1, max(int(gt.frames.max(initial=0)), max(detections, default=0)) + 1)
-    results = mot.track_sequence(detections, frames, info.fps, cfg.tracker)
+    results = mot.track_sequence(detections, frames, info, cfg)
     out = args.out or Path("out") / "eval-mot" / f"{info.name}.txt"
     mot.write_results(out, results)
     metrics = mot.evaluate(gt, results)
@@ -256,13 +264,12 @@ class _HealthRelay:
         self.events: EventLog | None = None
         self.active = False
 
-    def __call__(self, state: str, fields: dict[str, Any]) -> None:
+    def __call__(self, event: SourceEvent) -> None:
         if not self.active:
             return
         if self.events is not None:
-            self.events.event("source", state=state, **fields)
-        details = ", ".join(f"{k} {v}" for k, v in fields.items() if k not in ("source", "at_ns"))
-        print(f"perception: source {state}" + (f" ({details})" if details else ""), file=sys.stderr)
+            self.events.event(event)
+        print(f"perception: {event.describe()}", file=sys.stderr)
 
 
 def _progress_bar(total: int | None):
@@ -288,11 +295,8 @@ def _install_signal_handlers(pipeline: Pipeline) -> list[int]:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    if isinstance(error, PerceptionError) and text:
-        return text.splitlines()[0]
-    first = text.splitlines()[0] if text else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    """Our own errors as they are; anything else with its type, so a user can tell it is not ours."""
+    return first_line(error, with_type=not isinstance(error, PerceptionError))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,8 @@ import numpy as np
 
 from perception.camera import Camera
 from perception.config import FCWConfig
+from perception.events import FcwEvent, WarningLevel
 from perception.types import CollisionWarning, Tracks
-
-LEVELS = ("none", "caution", "warning")
 
 
 def in_path(tracks: Tracks, camera: Camera, lane_width_m: float, label_mask: np.ndarray) -> np.ndarray:
@@ -34,30 +33,34 @@ class ForwardCollisionWarning:
     def __init__(self, cfg: FCWConfig, labels: list[str]) -> None:
         self.cfg = cfg
         self._label_mask = np.array([label in cfg.labels for label in labels], bool)
-        self.level = 0
-        self._pending_level = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to no warning, no pending change, no cooldown (tracking restarted: old tracks are gone)."""
+        self.level = WarningLevel.NONE
+        self._pending_level = WarningLevel.NONE
         self._pending_since_s = 0.0
         self._warning_ended_s = -np.inf
-        self._last = CollisionWarning("none")
+        self._last = CollisionWarning()
 
-    def _level_for(self, ttc_s: float, relax: float) -> int:
+    def _level_for(self, ttc_s: float, relax: float) -> WarningLevel:
         if not np.isfinite(ttc_s):
-            return 0
+            return WarningLevel.NONE
         if ttc_s <= self.cfg.warning_ttc_s * relax:
-            return 2
-        return 1 if ttc_s <= self.cfg.caution_ttc_s * relax else 0
+            return WarningLevel.WARNING
+        return WarningLevel.CAUTION if ttc_s <= self.cfg.caution_ttc_s * relax else WarningLevel.NONE
 
-    def update(self, tracks: Tracks, t_s: float, camera: Camera) -> tuple[CollisionWarning, list[dict]]:
+    def update(
+        self, tracks: Tracks, t_s: float, camera: Camera, frame_index: int = 0
+    ) -> tuple[CollisionWarning, list[FcwEvent]]:
         """Set `tracks.in_path`, step the state machine, and return the state and any change event."""
         cfg = self.cfg
         tracks.in_path = in_path(tracks, camera, cfg.lane_width_m, self._label_mask)
         threat = tracks.in_path & np.isfinite(tracks.ttc_s)
-        if len(tracks.ttc_std_s) == len(tracks):  # an estimate this unsure is not acted on
-            threat &= ~(tracks.ttc_std_s > cfg.max_ttc_rel_std * tracks.ttc_s)
-        if len(tracks.dist_m) == len(tracks):  # NaN distance: not excluded
-            threat &= ~(tracks.dist_m > cfg.max_dist_m)
-            # Far objects with tiny boxes can show absurd growth: a closing speed no road allows.
-            threat &= ~(tracks.dist_m / tracks.ttc_s > cfg.max_closing_mps)
+        threat &= ~(tracks.ttc_std_s > cfg.max_ttc_rel_std * tracks.ttc_s)  # this unsure: not acted on
+        threat &= ~(tracks.dist_m > cfg.max_dist_m)  # NaN distance: not excluded
+        # Far objects with tiny boxes can show absurd growth: a closing speed no road allows.
+        threat &= ~(tracks.dist_m / tracks.ttc_s > cfg.max_closing_mps)
         worst = int(np.argmin(np.where(threat, tracks.ttc_s, np.inf))) if threat.any() else None
         ttc = float(tracks.ttc_s[worst]) if worst is not None else np.inf
 
@@ -65,8 +68,8 @@ class ForwardCollisionWarning:
         holding = self._level_for(ttc, 1.0 + cfg.hysteresis)
         if rising > self.level:
             target = rising
-            if target == 2 and t_s - self._warning_ended_s < cfg.cooldown_s:
-                target = max(self.level, 1)
+            if target == WarningLevel.WARNING and t_s - self._warning_ended_s < cfg.cooldown_s:
+                target = max(self.level, WarningLevel.CAUTION)
         elif holding < self.level:
             target = holding
         else:
@@ -76,31 +79,31 @@ class ForwardCollisionWarning:
         needed = cfg.min_persistence_s if target > self.level else cfg.min_clear_s
         events = []
         if target != self.level and t_s - self._pending_since_s >= needed - 1e-9:
-            if self.level == 2:
+            if self.level == WarningLevel.WARNING:
                 self._warning_ended_s = t_s
-            previous, self.level = self.level, target
+            previous, self.level = self.level, WarningLevel(target)
             events.append(
-                {
-                    "type": "fcw",
-                    "level": LEVELS[self.level],
-                    "previous": LEVELS[previous],
-                    "source_ts_s": round(t_s, 6),
+                FcwEvent(
+                    level=self.level.label,
+                    previous=previous.label,
                     **self._describe(tracks, worst),
-                }
+                    frame=frame_index,
+                    source_ts_s=round(t_s, 6),
+                )
             )
-        if self.level == 0:
-            self._last = CollisionWarning("none")
+        if self.level == WarningLevel.NONE:
+            self._last = CollisionWarning()
         elif worst is not None:
-            self._last = CollisionWarning(LEVELS[self.level], **self._describe(tracks, worst))
+            self._last = CollisionWarning(self.level, **self._describe(tracks, worst))
         else:
-            self._last = CollisionWarning(LEVELS[self.level], self._last.track_id)
+            self._last = CollisionWarning(self.level, self._last.track_id)
         return self._last, events
 
     @staticmethod
     def _describe(tracks: Tracks, row: int | None) -> dict:
         if row is None:
             return {"track_id": None, "ttc_s": None, "dist_m": None}
-        dist = float(tracks.dist_m[row]) if len(tracks.dist_m) == len(tracks) else float("nan")
+        dist = float(tracks.dist_m[row])
         return {
             "track_id": int(tracks.ids[row]),
             "ttc_s": round(float(tracks.ttc_s[row]), 3),

@@ -1,4 +1,6 @@
-"""Pipeline: grab -> detect -> track+TTC -> sinks, each stage a thread, joined by bounded queues.
+"""Pipeline: grab -> detect -> process (track, TTC, threats) -> sinks, each stage a thread, joined by bounded
+queues. This module holds only threads, queues and shutdown; what happens to a frame after detection is the
+frame processor's (perception/processor.py), and the pipeline knows it only as `step(frame, detections)`.
 
 Latency policy lives in one place, the queue between grab and detect: for a live source it holds only
 the newest frame (older ones are dropped and counted), so the detector never works on a backlog; for
@@ -23,19 +25,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perception.camera import Camera, Ranging, load_camera_profile
 from perception.config import Config
 from perception.detect import Detector
-from perception.fcw import ForwardCollisionWarning
+from perception.events import Stage
 from perception.sinks import Sink, StopRequested
 from perception.sources import Source
-from perception.track import Tracker
-from perception.ttc import TTCEstimator
-from perception.types import CollisionWarning, Frame, FrameResult, Tracks
+from perception.types import FrameResult
+
+if TYPE_CHECKING:
+    from perception.processor import FrameProcessor
 
 _END = object()  # end-of-stream marker, passed down through every queue
 _POLL_S = 0.05
@@ -98,7 +100,7 @@ class StageError(Exception):
 
 
 class Pipeline:
-    """Runs one source through detector, tracker and TTC into the given sinks."""
+    """Runs one source through the detector and a frame processor into the given sinks."""
 
     LATENCY_SAMPLES = 4096
 
@@ -106,6 +108,7 @@ class Pipeline:
         self,
         source: Source,
         detector: Detector,
+        processor: FrameProcessor,
         cfg: Config,
         sinks: Sequence[Sink],
         annotate: Callable[[FrameResult], Any] | None = None,
@@ -113,30 +116,22 @@ class Pipeline:
     ) -> None:
         self.source = source
         self.detector = detector
+        self.processor = processor
         self.cfg = cfg
         self.sinks = list(sinks)
         self.annotate = annotate
         self.on_frame = on_frame
-        self.tracker = Tracker(cfg.tracker)
-        self.ttc = TTCEstimator(cfg.ttc)
-        self.fcw = ForwardCollisionWarning(cfg.fcw, cfg.labels)
-        self._camera_profile = load_camera_profile(cfg.camera.profile)
-        self._cameras: dict[tuple[int, int], Camera] = {}
-        self._ranging = Ranging(cfg.ttc, cfg.labels)
         size = cfg.pipeline.replay_queue_size
         self._grabbed: LatestQueue | queue.Queue = LatestQueue() if source.is_live else queue.Queue(size)
         self._take_lock = threading.Lock()  # a detect thread takes a frame and its turn together
         self._turn = threading.Condition()  # detect threads hand results on in the order frames were taken
         self._turns_taken = self._turns_done = 0
         self._detected: queue.Queue = queue.Queue(2)
-        self._tracked: queue.Queue = queue.Queue(2)
+        self._processed: queue.Queue = queue.Queue(2)
         self._stop = threading.Event()
         self._errors: list[StageError] = []
-        self._summary = RunSummary()
+        self.summary = RunSummary()
         self._e2e = np.zeros(self.LATENCY_SAMPLES)
-        self._frame_hw: tuple[int, int] | None = None  # frame size the tracker's boxes refer to
-        self._track_id_base = 0  # added to the tracker's IDs, so IDs stay unique across tracker resets
-        self._max_track_id = 0
 
     def stop(self) -> None:
         """Ask every stage to finish; safe from any thread or a signal handler."""
@@ -170,10 +165,10 @@ class Pipeline:
                 frame = self.source.read()
                 if frame is None:
                     break
-                self._summary.frames_grabbed += 1
-                latency_ms = {} if frame.decode_ms is None else {"grab": frame.decode_ms}
+                self.summary.frames_grabbed += 1
+                latency_ms = {} if frame.decode_ms is None else {Stage.GRAB: frame.decode_ms}
                 if frame.backlog_ms is not None:
-                    latency_ms["backlog"] = frame.backlog_ms
+                    latency_ms[Stage.BACKLOG] = frame.backlog_ms
                 self._put(self._grabbed, (frame, latency_ms))
         finally:
             self.source.close()
@@ -188,13 +183,13 @@ class Pipeline:
                     return
                 frame, latency_ms = item
                 t0 = time.monotonic_ns()
-                latency_ms["wait"] = (t0 - frame.capture_ns) / 1e6
-                if latency_ms["wait"] + latency_ms.get("backlog", 0.0) > max_age_ms:
-                    self._summary.frames_stale += 1  # results this late are of no use to a live feed
+                latency_ms[Stage.WAIT] = (t0 - frame.capture_ns) / 1e6
+                if latency_ms[Stage.WAIT] + latency_ms.get(Stage.BACKLOG, 0.0) > max_age_ms:
+                    self.summary.frames_stale += 1  # results this late are of no use to a live feed
                     continue
                 turn, self._turns_taken = self._turns_taken, self._turns_taken + 1
             detections = detector.detect(frame.image)
-            latency_ms["detect"] = (time.monotonic_ns() - t0) / 1e6
+            latency_ms[Stage.DETECT] = (time.monotonic_ns() - t0) / 1e6
             latency_ms.update(getattr(detector, "timings_ms", ()))  # preprocess, inference, ...
             with self._turn:
                 while self._turns_done != turn:
@@ -207,66 +202,32 @@ class Pipeline:
             if not delivered:
                 return
 
-    def _track(self) -> None:
+    def _process(self) -> None:
         while (item := self._get(self._detected)) is not _END:
             frame, detections, latency_ms = item
-            t0 = time.monotonic_ns()
-            h, w = frame.image.shape[:2]
-            if self._frame_hw != (h, w):
-                self._restart_tracking((h, w))
-            tracks = self.tracker.update(detections, frame.source_ts_s)
-            if self._track_id_base and len(tracks):
-                tracks.ids += self._track_id_base
-            if len(tracks):
-                self._max_track_id = max(self._max_track_id, int(tracks.ids.max()))
-            np.clip(tracks.boxes_xyxy, 0, (w, h, w, h), out=tracks.boxes_xyxy)  # filtered boxes can overshoot
-            t1 = time.monotonic_ns()
-            warning, events = self._assess_threats(tracks, frame)
-            latency_ms["track"] = (t1 - t0) / 1e6
-            latency_ms["ttc"] = (time.monotonic_ns() - t1) / 1e6
-            result = FrameResult(frame, detections, tracks, latency_ms, warning, events)
-            if not self._put(self._tracked, result):
+            result = self.processor.step(frame, detections, latency_ms)
+            if not self._put(self._processed, result):
                 return
-
-    def _assess_threats(self, tracks: Tracks, frame: Frame) -> tuple[CollisionWarning, list[dict]]:
-        """Distance, TTC and in-path per track (set on `tracks`), then the warning state."""
-        t_s, frame_hw = frame.source_ts_s, frame.image.shape[:2]
-        camera = self._cameras.get(frame_hw)
-        if camera is None:
-            camera = self._cameras[frame_hw] = Camera(self._camera_profile, frame_hw)
-        dist_m, _ = self._ranging(camera, tracks.boxes_xyxy, tracks.label_ids)
-        tracks.dist_m = dist_m.astype(np.float32)
-        self.ttc.update(tracks, t_s, frame_hw, frame.image)
-        warning, events = self.fcw.update(tracks, t_s, camera)
-        return warning, [{**event, "frame": frame.index} for event in events]
-
-    def _restart_tracking(self, frame_hw: tuple[int, int]) -> None:
-        """Boxes and box-size histories are in pixels: when a stream comes back at another resolution
-        they no longer describe anything, so tracking starts afresh. New IDs continue above the ones
-        already reported, so an ID never names two objects in one run."""
-        if self._frame_hw is not None:
-            self.tracker = Tracker(self.cfg.tracker)
-            self.ttc = TTCEstimator(self.cfg.ttc)
-            self._track_id_base = self._max_track_id
-        self._frame_hw = frame_hw
 
     def _sink(self) -> None:
         try:
-            while (result := self._get(self._tracked)) is not _END:
+            while (result := self._get(self._processed)) is not _END:
                 t0 = time.monotonic_ns()
-                result.latency_ms["e2e"] = (t0 - result.frame.capture_ns) / 1e6
+                result.latency_ms[Stage.E2E] = (t0 - result.frame.capture_ns) / 1e6
                 if self.annotate is not None:
                     self.annotate(result)
                 for sink in self.sinks:
-                    result.latency_ms["sink"] = (time.monotonic_ns() - t0) / 1e6  # so far: later sinks see it
+                    result.latency_ms[Stage.SINK] = (
+                        time.monotonic_ns() - t0
+                    ) / 1e6  # so far: later sinks see it
                     sink.write(result)
-                n = self._summary.frames_processed
-                self._e2e[n % self.LATENCY_SAMPLES] = result.latency_ms["e2e"]
-                self._summary.frames_processed = n + 1
+                n = self.summary.frames_processed
+                self._e2e[n % self.LATENCY_SAMPLES] = result.latency_ms[Stage.E2E]
+                self.summary.frames_processed = n + 1
                 if self.on_frame is not None:
                     self.on_frame(result)
         except StopRequested:
-            self._summary.interrupted = True
+            self.summary.interrupted = True
             self._stop.set()
 
     def _stage(
@@ -297,12 +258,13 @@ class Pipeline:
         ]
 
     def run(self) -> RunSummary:
-        """Run to the end of the source (or until stopped). Raises the first stage error, if any."""
+        """Run to the end of the source (or until stopped). Raises the first stage error, if any;
+        `self.summary` holds the counts either way."""
         detectors = [self.detector] + [self.detector.fork() for _ in range(self.detector.requests - 1)]
         threads = [
             *self._stage("grab", [self._grab], self._grabbed),
             *self._stage("detect", [functools.partial(self._detect, d) for d in detectors], self._detected),
-            *self._stage("track", [self._track], self._tracked),
+            *self._stage("process", [self._process], self._processed),
             *self._stage("sink", [self._sink], None),
         ]
         start = time.monotonic()
@@ -312,14 +274,16 @@ class Pipeline:
             while threads[-1].is_alive():
                 threads[-1].join(timeout=0.1)
         except KeyboardInterrupt:
-            self._summary.interrupted = True
+            self.summary.interrupted = True
             self._stop.set()
             threads[-1].join()  # the sink stage closes the outputs; let it finish
         finally:
             self._stop.set()
             for thread in threads[:-1]:
                 thread.join(timeout=2.0)
-        summary = self._summary
+            for fork in detectors[1:]:  # the forks are this run's; the detector itself is the caller's
+                fork.close()
+        summary = self.summary
         summary.elapsed_s = time.monotonic() - start
         if isinstance(self._grabbed, LatestQueue):
             summary.frames_dropped = self._grabbed.dropped

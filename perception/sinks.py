@@ -9,12 +9,13 @@ import math
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import cv2
 import numpy as np
 
 from perception.errors import PerceptionError
+from perception.events import Event, FrameEvent, Stage, WarningLevel
 from perception.types import CollisionWarning, FrameResult
 
 # BGR colours by driving label; labels not listed get a colour from their index.
@@ -26,7 +27,11 @@ LABEL_COLOURS = {
     "traffic_sign": (255, 80, 200),
     "obstacle": (255, 200, 0),
 }
-LEVEL_COLOURS = {"none": (200, 200, 200), "caution": (0, 200, 255), "warning": (0, 0, 255)}
+LEVEL_COLOURS = {
+    WarningLevel.NONE: (200, 200, 200),
+    WarningLevel.CAUTION: (0, 200, 255),
+    WarningLevel.WARNING: (0, 0, 255),
+}
 _FALLBACK_COLOURS = [(200, 200, 200), (255, 255, 0), (128, 0, 255), (0, 128, 255)]
 
 
@@ -55,14 +60,12 @@ class Annotator:
         image = result.frame.image
         tracks = result.tracks
         boxes = np.round(tracks.boxes_xyxy).astype(np.int32)
-        n = len(tracks)
-        dist_m = tracks.dist_m if len(tracks.dist_m) == n else np.full(n, np.nan)
-        in_path = tracks.in_path if len(tracks.in_path) == n else np.zeros(n, bool)
-        threat_id = result.warning.track_id if result.warning and result.warning.level != "none" else None
+        warning = result.warning
+        threat_id = warning.track_id if warning.level > WarningLevel.NONE else None
         for box, track_id, label_id, ttc_s, dist, ahead in zip(
-            boxes, tracks.ids, tracks.label_ids, tracks.ttc_s, dist_m, in_path, strict=True
+            boxes, tracks.ids, tracks.label_ids, tracks.ttc_s, tracks.dist_m, tracks.in_path, strict=True
         ):
-            colour = LEVEL_COLOURS[result.warning.level] if track_id == threat_id else self.colours[label_id]
+            colour = LEVEL_COLOURS[warning.level] if track_id == threat_id else self.colours[label_id]
             x1, y1, x2, y2 = box.tolist()
             cv2.rectangle(image, (x1, y1), (x2, y2), colour, 3 if ahead else 2, cv2.LINE_AA)
             text = f"{self.labels[label_id]} #{track_id}"
@@ -76,20 +79,18 @@ class Annotator:
             cv2.putText(
                 image, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
             )
-        e2e_ms = result.latency_ms.get("e2e", 0.0)
+        e2e_ms = result.latency_ms.get(Stage.E2E, 0.0)
         hud = f"frame {result.frame.index}  tracks {len(tracks)}  e2e {e2e_ms:.0f} ms"
         (tw, th), _ = cv2.getTextSize(hud, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(image, (0, 0), (tw + 12, th + 12), (0, 0, 0), -1)
         cv2.putText(image, hud, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        if result.warning is not None and result.warning.level != "none":
-            self._banner(image, result.warning)
+        if warning.level > WarningLevel.NONE:
+            self._banner(image, warning)
         return image
 
     @staticmethod
     def _banner(image: np.ndarray, warning: CollisionWarning) -> None:
-        text = (
-            f"{warning.level.upper()}  TTC {warning.ttc_s:.1f} s" if warning.ttc_s else warning.level.upper()
-        )
+        text = f"{warning.level.name}  TTC {warning.ttc_s:.1f} s" if warning.ttc_s else warning.level.name
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 2)
         x = (image.shape[1] - tw) // 2
         cv2.rectangle(image, (x - 12, 8), (x + tw + 12, th + 28), LEVEL_COLOURS[warning.level], -1)
@@ -130,7 +131,7 @@ class VideoSink:
 
 
 class EventLog:
-    """events.jsonl: one JSON object per line, each with a `type`. Flushed per line."""
+    """events.jsonl: one record of perception/events.py per line. Flushed per line."""
 
     def __init__(self, path: Path, labels: Sequence[str], class_names: Sequence[str]) -> None:
         self.path = path
@@ -139,8 +140,8 @@ class EventLog:
         self._file: IO[str] | None = path.open("w", encoding="utf-8")
         self._lock = threading.Lock()  # the sink stage writes frames, the grab stage source events
 
-    def event(self, kind: str, **fields: Any) -> None:
-        line = json.dumps({"type": kind, **fields}, allow_nan=False) + "\n"
+    def event(self, record: Event) -> None:
+        line = json.dumps(record.to_dict(), allow_nan=False) + "\n"
         with self._lock:
             if self._file is None:
                 return
@@ -148,59 +149,15 @@ class EventLog:
             self._file.flush()
 
     def write(self, result: FrameResult) -> None:
-        tracks = result.tracks
-        for event in result.events:
-            self.event(event["type"], **{k: v for k, v in event.items() if k != "type"})
-        n = len(tracks)
-        ttc_list = _nullable(tracks.ttc_s, 3)
-        dist_list = _nullable(tracks.dist_m, 2) if len(tracks.dist_m) == n else [None] * n
-        in_path = tracks.in_path.tolist() if len(tracks.in_path) == n else [False] * n
-        boxes = np.round(tracks.boxes_xyxy.astype(np.float64), 1).tolist()
-        scores = np.round(tracks.scores.astype(np.float64), 3).tolist()
-        track_rows = [
-            {
-                "id": track_id,
-                "label": self.labels[label_id],
-                "class": self.class_names[class_id],
-                "box": box,
-                "score": score,
-                "ttc_s": ttc_s,
-                "dist_m": dist_m,
-                "in_path": ahead,
-            }
-            for track_id, label_id, class_id, box, score, ttc_s, dist_m, ahead in zip(
-                tracks.ids.tolist(),
-                tracks.label_ids.tolist(),
-                tracks.class_ids.tolist(),
-                boxes,
-                scores,
-                ttc_list,
-                dist_list,
-                in_path,
-                strict=True,
-            )
-        ]
-        self.event(
-            "frame",
-            frame=result.frame.index,
-            capture_ns=result.frame.capture_ns,
-            source_ts_s=round(result.frame.source_ts_s, 6),
-            latency_ms={k: round(v, 3) for k, v in result.latency_ms.items()},
-            detections=len(result.detections),
-            fcw=result.warning.level if result.warning is not None else None,
-            tracks=track_rows,
-        )
+        for record in result.events:
+            self.event(record)
+        self.event(FrameEvent.from_result(result, self.labels, self.class_names))
 
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-
-
-def _nullable(values: np.ndarray, digits: int) -> list[float | None]:
-    """Rounded floats for JSON, NaN as null."""
-    return [None if math.isnan(v) else v for v in np.round(values.astype(np.float64), digits).tolist()]
 
 
 class DisplaySink:

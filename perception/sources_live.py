@@ -5,7 +5,7 @@ closes the connection, the camera reboots and answers again seconds later, possi
 resolution. OpenCV's FFmpeg backend on its own waits 30 s on a dead stream and then just reports the
 end. Here every read has a short timeout (`read_timeout_s`), a failed read closes the capture and
 reopens it with exponential backoff and jitter, and each change of state is reported through an
-optional callback (`on_health(state, fields)`), which the command line writes to events.jsonl.
+optional callback (`on_health(event)`, a `SourceEvent`), which the command line writes to events.jsonl.
 
 Reading is done by the pipeline's grab thread, which calls `read()` back to back and hands frames on
 through a one-slot queue where the newest wins: the stream is drained as fast as it arrives, so no
@@ -27,9 +27,10 @@ import cv2
 
 from perception.config import SourceConfig
 from perception.errors import PerceptionError
+from perception.events import SourceEvent, SourceState
 from perception.types import Frame
 
-HealthCallback = Callable[[str, dict[str, Any]], None]  # (state, fields), called from the grab thread
+HealthCallback = Callable[[SourceEvent], None]  # a state change, called from the grab thread
 
 _FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"  # "key;value|key;value", read by OpenCV at open
 
@@ -172,12 +173,12 @@ class LiveCaptureSource:
         while not (self._interrupted.is_set() or self._gave_up):
             if limit != "forever" and self._attempts >= limit:
                 self._gave_up = True
-                self._health("gave_up", attempts=self._attempts, outage_s=self._outage_s())
+                self._health(SourceState.GAVE_UP, attempts=self._attempts, outage_s=self._outage_s())
                 return False
             self._attempts += 1
             delay_s = backoff_delay_s(self._attempts, self.cfg, self._rng)
             self._health(
-                "reconnecting",
+                SourceState.RECONNECTING,
                 attempt=self._attempts,
                 max_attempts=limit,
                 delay_s=round(delay_s, 3),
@@ -220,7 +221,7 @@ class LiveCaptureSource:
         if self._size is None:
             self._size = (w, h)
             self._health(
-                "connected",
+                SourceState.CONNECTED,
                 at_ns=frame.capture_ns,
                 width=w,
                 height=h,
@@ -230,7 +231,7 @@ class LiveCaptureSource:
         elif self._outage_start_ns is not None:
             resized = (w, h) != self._size
             self._health(
-                "recovered",
+                SourceState.RECOVERED,
                 at_ns=frame.capture_ns,
                 attempts=self._attempts,
                 outage_s=self._outage_s(frame.capture_ns),
@@ -251,7 +252,7 @@ class LiveCaptureSource:
             "no frame within read timeout" if waited_s >= 0.9 * self.cfg.read_timeout_s else "stream ended"
         )
         self._health(
-            "stalled",
+            SourceState.STALLED,
             reason=reason,
             since_last_frame_s=round((now_ns - since) / 1e9, 3),
             frames=self._index,
@@ -261,11 +262,11 @@ class LiveCaptureSource:
         start = self._outage_start_ns if self._outage_start_ns is not None else time.monotonic_ns()
         return round(((now_ns or time.monotonic_ns()) - start) / 1e9, 3)
 
-    def _health(self, state: str, at_ns: int | None = None, **fields: Any) -> None:
+    def _health(self, state: SourceState, at_ns: int | None = None, **fields: Any) -> None:
         """Report a state change; `at_ns` (monotonic) is when it happened: for `connected` and
         `recovered`, the capture of the first frame, so frames at or after it belong to the new state."""
         if self.on_health is not None:
-            self.on_health(state, {"source": self.name, "at_ns": at_ns or time.monotonic_ns(), **fields})
+            self.on_health(SourceEvent(state, self.name, at_ns or time.monotonic_ns(), **fields))
 
     # -- stopping -----------------------------------------------------------------------------------------
     def interrupt(self) -> None:

@@ -153,8 +153,13 @@ class KalmanBank:
 class Tracker:
     """ByteTrack-style multi-object tracker with timestamp-driven Kalman prediction."""
 
-    def __init__(self, cfg: TrackerConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: TrackerConfig | None = None) -> None:
+        self.cfg = cfg = cfg or TrackerConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track; IDs start again at 1 (the frame processor keeps them unique in a run)."""
+        cfg = self.cfg
         self._kf = KalmanBank(cfg)
         self._ids = np.zeros(0, np.int64)
         self._label_ids = np.zeros(0, np.int32)
@@ -271,16 +276,12 @@ class Tracker:
 
     def _report(self, t_s: float) -> Tracks:
         shown = np.flatnonzero((self._states == TrackState.CONFIRMED) & (self._last_s == t_s))
-        return Tracks(
-            ids=self._ids[shown],
-            boxes_xyxy=self._kf.boxes_xyxy()[shown].astype(np.float32),
-            scores=self._scores[shown].astype(np.float32),
-            class_ids=self._class_ids[shown].astype(np.int32),
-            label_ids=self._label_ids[shown].astype(np.int32),
-            ttc_s=np.full(len(shown), np.nan, np.float32),
-            ttc_std_s=np.full(len(shown), np.nan, np.float32),
-            dist_m=np.full(len(shown), np.nan, np.float32),
-            in_path=np.zeros(len(shown), bool),
+        return Tracks.new(
+            self._ids[shown],
+            self._kf.boxes_xyxy()[shown],
+            self._scores[shown],
+            self._class_ids[shown],
+            self._label_ids[shown],
         )
 
 

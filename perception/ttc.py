@@ -81,8 +81,8 @@ def fit_ttc(
 
 
 class TTCEstimator:
-    def __init__(self, cfg: TTCConfig, capacity: int = 32) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: TTCConfig | None = None, capacity: int = 32) -> None:
+        self.cfg = cfg or TTCConfig()
         self._t_s = np.full((capacity, _SAMPLES_PER_SLOT), np.nan)
         self._inv_size = np.full((capacity, _SAMPLES_PER_SLOT), np.nan)
         self._dist_m = np.full((capacity, _SAMPLES_PER_SLOT), np.nan)
@@ -94,6 +94,10 @@ class TTCEstimator:
         self._free_slots = list(range(capacity - 1, -1, -1))
         self._prev_gray: np.ndarray | None = None
         self._prev_t_s = -np.inf
+
+    def reset(self) -> None:
+        """Forget every track's history (tracking restarted: old IDs and pixel sizes mean nothing now)."""
+        self.__init__(self.cfg, len(self._write_pos))
 
     def update(
         self, tracks: Tracks, t_s: float, frame_hw: tuple[int, int], image: np.ndarray | None = None
@@ -111,11 +115,10 @@ class TTCEstimator:
         n = len(tracks)
         if n == 0:
             self._prev_gray, self._prev_t_s = gray, t_s
-            tracks.ttc_s, tracks.ttc_std_s = np.zeros(0, np.float32), np.zeros(0, np.float32)
             return tracks.ttc_s
         boxes = tracks.boxes_xyxy.astype(np.float64)
         h, w = frame_hw
-        dist = tracks.dist_m if len(tracks.dist_m) == n else np.full(n, np.nan)
+        dist = tracks.dist_m
         m = _EDGE_MARGIN_PX
         whole = (boxes[:, 0] > m) & (boxes[:, 1] > m) & (boxes[:, 2] < w - m) & (boxes[:, 3] < h - m)
         slots = np.fromiter((self._slot(int(i)) for i in tracks.ids), np.int64, n)
@@ -153,7 +156,7 @@ class TTCEstimator:
         ttc, std = _fuse(ttc_both[:n], std_both[:n], ttc_both[n:], std_both[n:])
         ttc[~whole] = np.nan
         std[~whole] = np.nan
-        tracks.ttc_s, tracks.ttc_std_s = ttc.astype(np.float32), std.astype(np.float32)
+        tracks.ttc_s[:], tracks.ttc_std_s[:] = ttc, std
         return tracks.ttc_s
 
     def _slot(self, track_id: int) -> int:

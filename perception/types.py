@@ -1,10 +1,13 @@
-"""Plain data shared by every stage. Arrays, not lists of objects, so stages stay vectorised."""
+"""Plain data shared by every stage. Arrays, not lists of objects, so stages stay vectorised; every column
+of a record is always filled (NaN or False where a value is unknown), so no stage checks lengths."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from perception.events import FcwEvent, WarningLevel
 
 
 @dataclass(slots=True)
@@ -53,31 +56,73 @@ class Detections:
 
 @dataclass(slots=True)
 class Tracks:
-    """Confirmed tracks reported for one frame. NaN in `ttc_s` or `dist_m` means unknown."""
+    """Confirmed tracks reported for one frame, one row each. The tracker fills identity and box; ranging,
+    TTC and threat assessment fill their columns in place (NaN: unknown, until they do)."""
 
     ids: np.ndarray  # (N,) int64, stable across frames
     boxes_xyxy: np.ndarray  # (N, 4) float32, filtered box
     scores: np.ndarray  # (N,) float32, score of the detection matched this frame
     class_ids: np.ndarray  # (N,) int32
     label_ids: np.ndarray  # (N,) int32
-    ttc_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) float32
-    ttc_std_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) its uncertainty
-    dist_m: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # (N,) distance ahead
-    in_path: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (N,) inside the ego corridor
+    ttc_s: np.ndarray  # (N,) float32, time to collision
+    ttc_std_s: np.ndarray  # (N,) float32, its standard deviation
+    dist_m: np.ndarray  # (N,) float32, distance ahead
+    in_path: np.ndarray  # (N,) bool, inside the ego corridor
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        for name in (
+            "boxes_xyxy",
+            "scores",
+            "class_ids",
+            "label_ids",
+            "ttc_s",
+            "ttc_std_s",
+            "dist_m",
+            "in_path",
+        ):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Tracks.{name} has {len(getattr(self, name))} rows, ids has {n}")
+
+    @classmethod
+    def new(
+        cls,
+        ids: np.ndarray,
+        boxes_xyxy: np.ndarray,
+        scores: np.ndarray,
+        class_ids: np.ndarray,
+        label_ids: np.ndarray,
+    ) -> Tracks:
+        """Tracks as a tracker reports them: estimates unknown, nothing in path yet."""
+        n = len(ids)
+        return cls(
+            np.asarray(ids, np.int64),
+            np.asarray(boxes_xyxy, np.float32).reshape(n, 4),
+            np.asarray(scores, np.float32),
+            np.asarray(class_ids, np.int32),
+            np.asarray(label_ids, np.int32),
+            np.full(n, np.nan, np.float32),
+            np.full(n, np.nan, np.float32),
+            np.full(n, np.nan, np.float32),
+            np.zeros(n, bool),
+        )
 
     @classmethod
     def empty(cls) -> Tracks:
-        return cls(
-            np.zeros(0, np.int64),
-            np.zeros((0, 4), np.float32),
-            np.zeros(0, np.float32),
-            np.zeros(0, np.int32),
-            np.zeros(0, np.int32),
-            np.zeros(0, np.float32),
-        )
+        return cls.new(np.zeros(0), np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass(slots=True, frozen=True)
+class CollisionWarning:
+    """The forward collision warning level and the track that sets it."""
+
+    level: WarningLevel = WarningLevel.NONE
+    track_id: int | None = None
+    ttc_s: float | None = None
+    dist_m: float | None = None
 
 
 @dataclass(slots=True)
@@ -87,16 +132,6 @@ class FrameResult:
     frame: Frame
     detections: Detections
     tracks: Tracks
-    latency_ms: dict[str, float]  # per stage, plus "e2e" from capture to sink
-    warning: CollisionWarning | None = None  # forward collision warning state after this frame
-    events: list[dict] = field(default_factory=list)  # things that happened at this frame (e.g. FCW changes)
-
-
-@dataclass(slots=True, frozen=True)
-class CollisionWarning:
-    """The forward collision warning level and the track that sets it."""
-
-    level: str  # "none" | "caution" | "warning"
-    track_id: int | None = None
-    ttc_s: float | None = None
-    dist_m: float | None = None
+    latency_ms: dict[str, float]  # per stage (events.Stage), plus "e2e" from capture to sink
+    warning: CollisionWarning = field(default_factory=CollisionWarning)  # after this frame
+    events: list[FcwEvent] = field(default_factory=list)  # what happened at this frame (warning changes)

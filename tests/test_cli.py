@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from perception.events import parse_event
 from perception.track import iou_matrix
 from tests.conftest import HIGHWAY_CLIP, MOT17_13, YOLOX_ONNX
 
@@ -32,7 +33,14 @@ def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProc
 
 
 def read_events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """Every line of an events.jsonl, each checked against the schema in perception/events.py."""
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            parse_event(line)
+        except ValueError as exc:
+            raise AssertionError(f"{path}:{number} does not match the events schema: {exc}") from None
+    return [json.loads(line) for line in lines]
 
 
 def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
@@ -317,7 +325,8 @@ def test_unreadable_image_mid_sequence_keeps_frames_before_it(tmp_path: Path) ->
     assert_one_line_error(proc, "cannot read image", f"{len(sources):06d}.jpg", mid_run=True)
     events = read_events(out / "events.jsonl")
     assert [e["frame"] for e in events if e["type"] == "frame"] == list(range(len(sources)))
-    assert events[-1]["type"] == "error" and "cannot read image" in events[-1]["message"]
+    assert events[-2]["type"] == "error" and "cannot read image" in events[-2]["message"]
+    assert events[-1]["type"] == "end" and events[-1]["status"] == "error"  # every run ends with `end`
     assert video_frames(out / "annotated.mp4")[0] == len(sources)
 
 

@@ -28,7 +28,9 @@ from onnx import TensorProto, helper, numpy_helper
 from perception.config import load_config
 from perception.detect import create_detector
 from perception.errors import PerceptionError
+from perception.events import ErrorEvent, SourceEvent, SourceState
 from perception.pipeline import Pipeline
+from perception.processor import build_processor
 from perception.sinks import EventLog
 from perception.sources import open_source
 from perception.sources_live import StreamClock, backoff_delay_s
@@ -364,7 +366,8 @@ def assert_processed_up_to_damage(clip: Path, out: Path) -> None:
     )
     events = read_events(out / "events.jsonl")
     assert [f["frame"] for f in frames_of(events)] == list(range(readable))
-    assert events[-1]["type"] == "error" and "truncated or corrupt" in events[-1]["message"]
+    assert events[-2]["type"] == "error" and "truncated or corrupt" in events[-2]["message"]
+    assert events[-1]["type"] == "end" and events[-1]["status"] == "error"
     assert video_frames(out / "annotated.mp4") == (readable, (540, 960))
 
 
@@ -476,7 +479,7 @@ def test_stale_frames_are_dropped_and_counted_apart(tmp_path: Path) -> None:
     config = write_config(tmp_path / "age.yaml", "source:\n  mode: realtime\n  max_frame_age_s: 0.000001\n")
     cfg = load_config(config)
     source = open_source(str(clip), cfg.source)
-    summary = Pipeline(source, create_detector(YOLOX_ONNX, cfg), cfg, sinks=[]).run()
+    summary = Pipeline(source, create_detector(YOLOX_ONNX, cfg), build_processor(cfg), cfg, sinks=[]).run()
     assert summary.frames_grabbed == 25
     assert summary.frames_stale > 0 and summary.frames_processed == 0
     assert summary.frames_stale + summary.frames_dropped == summary.frames_grabbed
@@ -511,22 +514,25 @@ def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
 
 
 def test_event_log_lines_stay_whole_with_two_writers(tmp_path: Path) -> None:
-    """The grab thread (source health) and the sink thread (frames) write the same file."""
+    """The grab thread (source health) and the sink thread (errors, frames) write the same file."""
     log = EventLog(tmp_path / "events.jsonl", ["vehicle"], ["car"])
     payload = "x" * 5000  # long lines, so unsynchronised writes would interleave
 
     def write(kind: str) -> None:
         for i in range(300):
-            log.event(kind, i=i, payload=payload)
+            if kind == "source":
+                log.event(SourceEvent(SourceState.STALLED, "cam", i, reason=payload, frames=i))
+            else:
+                log.event(ErrorEvent(stage=payload, message=str(i)))
 
-    threads = [threading.Thread(target=write, args=(k,)) for k in ("source", "frame")]
+    threads = [threading.Thread(target=write, args=(k,)) for k in ("source", "error")]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     log.close()
-    log.event("late", i=0)  # after close: ignored, not an error
+    log.event(ErrorEvent("late", "0"))  # after close: ignored, not an error
     events = read_events(tmp_path / "events.jsonl")
     assert len(events) == 600
-    for kind in ("source", "frame"):
-        assert [e["i"] for e in events if e["type"] == kind] == list(range(300))
+    assert [e["frames"] for e in events if e["type"] == "source"] == list(range(300))
+    assert [int(e["message"]) for e in events if e["type"] == "error"] == list(range(300))

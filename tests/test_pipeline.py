@@ -14,6 +14,7 @@ from perception.config import Config, load_config
 from perception.detect import create_detector, inference_requests
 from perception.errors import PerceptionError
 from perception.pipeline import Pipeline, StageError
+from perception.processor import build_processor
 from perception.sources import open_source
 from perception.types import Frame, FrameResult
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
@@ -59,7 +60,7 @@ class Recorder:
 def run_pipeline(cfg: Config, requests: int, detector=None) -> Recorder:
     detector = detector or create_detector(YOLOX_ONNX, cfg, requests)
     recorder = Recorder()
-    Pipeline(FirstFrames(HIGHWAY_CLIP, cfg, FRAMES), detector, cfg, [recorder]).run()
+    Pipeline(FirstFrames(HIGHWAY_CLIP, cfg, FRAMES), detector, build_processor(cfg), cfg, [recorder]).run()
     return recorder
 
 
@@ -134,11 +135,20 @@ class FailsOnFrame:
     def fork(self) -> FailsOnFrame:
         return FailsOnFrame(self._detector.fork(), self._fail_at)
 
+    def close(self) -> None:
+        self._detector.close()
+
 
 def test_a_failing_request_ends_the_run_with_its_error(small_cfg: Config) -> None:
     detector = FailsOnFrame(create_detector(YOLOX_ONNX, small_cfg, requests=2), fail_at=5)
     recorder = Recorder()
-    pipeline = Pipeline(FirstFrames(HIGHWAY_CLIP, small_cfg, FRAMES), detector, small_cfg, [recorder])
+    pipeline = Pipeline(
+        FirstFrames(HIGHWAY_CLIP, small_cfg, FRAMES),
+        detector,
+        build_processor(small_cfg),
+        small_cfg,
+        [recorder],
+    )
     with pytest.raises(StageError, match="detect: model inference failed"):
         pipeline.run()
     assert recorder.frames == list(range(len(recorder.frames)))  # what was handed on was in order

@@ -26,13 +26,12 @@ def _pinhole_box(z_m: float, cx: float = 640.0, cy: float = 360.0) -> np.ndarray
 
 def _tracks(boxes: list[np.ndarray], ids: list[int] | None = None) -> Tracks:
     n = len(boxes)
-    return Tracks(
+    return Tracks.new(
         ids=np.array(list(range(1, n + 1)) if ids is None else ids, np.int64),
         boxes_xyxy=np.array(boxes, np.float32).reshape(n, 4),
         scores=np.full(n, 0.9, np.float32),
         class_ids=np.full(n, 2, np.int32),
         label_ids=np.full(n, 2, np.int32),
-        ttc_s=np.full(n, np.nan, np.float32),
     )
 
 

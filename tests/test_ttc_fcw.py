@@ -117,16 +117,15 @@ def test_flow_scale_measures_growth_of_a_real_crop() -> None:
 
 
 def one_track(ttc_s: float, box=(440.0, 300.0, 520.0, 380.0), dist_m: float = 20.0) -> Tracks:
-    return Tracks(
+    tracks = Tracks.new(
         ids=np.array([7]),
         boxes_xyxy=np.array([box], np.float32),
         scores=np.array([0.9], np.float32),
         class_ids=np.array([2], np.int32),
         label_ids=np.array([2], np.int32),
-        ttc_s=np.array([ttc_s], np.float32),
-        ttc_std_s=np.array([0.05 * ttc_s], np.float32),
-        dist_m=np.array([dist_m], np.float32),
     )
+    tracks.ttc_s[:], tracks.ttc_std_s[:], tracks.dist_m[:] = ttc_s, 0.05 * ttc_s, dist_m
+    return tracks
 
 
 def run_fcw(cfg: Config, ttc_by_frame: list[float], box=(440.0, 300.0, 520.0, 380.0)) -> tuple[list, list]:
@@ -134,8 +133,8 @@ def run_fcw(cfg: Config, ttc_by_frame: list[float], box=(440.0, 300.0, 520.0, 38
     fcw = ForwardCollisionWarning(cfg.fcw, cfg.labels)
     levels, events = [], []
     for i, ttc in enumerate(ttc_by_frame):
-        state, new = fcw.update(one_track(ttc, box), i * 0.04, camera)
-        levels.append(state.level)
+        state, new = fcw.update(one_track(ttc, box), i * 0.04, camera, i)
+        levels.append(state.level.label)
         events += new
     return levels, events
 
@@ -147,7 +146,7 @@ def test_warning_needs_persistence_then_holds_with_hysteresis(cfg: Config) -> No
     # a sustained threat: warning after 5 frames at or below 3.6 s
     levels, events = run_fcw(cfg, [6.0] * 3 + [3.0] * 10)
     assert levels.index("warning") == 3 + 5
-    assert [e["level"] for e in events] == ["warning"] and events[0]["track_id"] == 7
+    assert [e.level for e in events] == ["warning"] and events[0].track_id == 7
     # hysteresis: TTC 3.9 s (above 3.6 but within +15 %) keeps the warning
     levels, _ = run_fcw(cfg, [3.0] * 10 + [3.9] * 30)
     assert levels[-1] == "warning"
@@ -156,7 +155,7 @@ def test_warning_needs_persistence_then_holds_with_hysteresis(cfg: Config) -> No
 def test_warning_clears_and_cooldown_holds_the_next_back(cfg: Config) -> None:
     ttc = [3.0] * 10 + [10.0] * 20 + [3.0] * 20  # warn, clear (0.5 s), threat again within 3 s
     levels, events = run_fcw(cfg, ttc)
-    assert [e["level"] for e in events] == ["warning", "none", "caution"]
+    assert [e.level for e in events] == ["warning", "none", "caution"]
     assert "warning" not in levels[30:]  # cooldown: caution only
 
 

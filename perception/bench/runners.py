@@ -14,7 +14,9 @@ import numpy as np
 
 from perception.config import Config
 from perception.detect import Detector
+from perception.events import Stage
 from perception.pipeline import Pipeline
+from perception.processor import build_processor
 from perception.sources import Source, open_source
 from perception.types import FrameResult
 
@@ -105,7 +107,9 @@ def run_pipeline(spec: str, detector: Detector, cfg: Config, limit: int | None) 
     def body(result: RunResult) -> None:
         source = _Limited(open_source(spec, cfg.source), limit)
         result.source_fps = source.fps
-        summary = Pipeline(source, detector, cfg, [_Collector(result, source.is_live)]).run()
+        summary = Pipeline(
+            source, detector, build_processor(cfg), cfg, [_Collector(result, source.is_live)]
+        ).run()
         result.frames_grabbed = summary.frames_grabbed
         result.frames_dropped, result.frames_stale = summary.frames_dropped, summary.frames_stale
 
@@ -117,24 +121,22 @@ def run_sequential(spec: str, detector: Detector, cfg: Config, limit: int | None
 
     def body(result: RunResult) -> None:
         source = _Limited(open_source(spec, cfg.source), limit)
-        stages = Pipeline(source, detector, cfg, [])  # used for its tracker and threat assessment only
+        processor = build_processor(cfg)
         collector = _Collector(result, source.is_live)
         try:
             while (frame := source.read()) is not None:
                 result.frames_grabbed += 1
-                lat = {"grab": frame.decode_ms or 0.0, "wait": (time.monotonic_ns() - frame.capture_ns) / 1e6}
+                lat = {
+                    Stage.GRAB: frame.decode_ms or 0.0,
+                    Stage.WAIT: (time.monotonic_ns() - frame.capture_ns) / 1e6,
+                }
                 t0 = time.monotonic_ns()
                 detections = detector.detect(frame.image)
-                t1 = time.monotonic_ns()
-                tracks = stages.tracker.update(detections, frame.source_ts_s)
-                h, w = frame.image.shape[:2]
-                np.clip(tracks.boxes_xyxy, 0, (w, h, w, h), out=tracks.boxes_xyxy)
-                t2 = time.monotonic_ns()
-                warning, events = stages._assess_threats(tracks, frame)
-                t3 = time.monotonic_ns()
-                lat.update(detect=(t1 - t0) / 1e6, track=(t2 - t1) / 1e6, ttc=(t3 - t2) / 1e6, sink=0.0)
+                lat[Stage.DETECT] = (time.monotonic_ns() - t0) / 1e6
                 lat.update(getattr(detector, "timings_ms", ()))
-                collector.write(FrameResult(frame, detections, tracks, lat, warning, events))
+                result_frame = processor.step(frame, detections, lat)
+                lat[Stage.SINK] = 0.0
+                collector.write(result_frame)
         finally:
             source.close()
 

@@ -8,22 +8,17 @@ from typing import Any
 import numpy as np
 
 from perception.bench.runners import RunResult
+from perception.events import Stage
 
 PERCENTILES = (50, 90, 99)
-# Stages in pipeline order; `queues` is the time spent waiting in the queues after detection.
+# The pipeline's stages in order (events.Stage), then what the benchmark adds: `queues`, the time spent
+# waiting in the queues after detection, and `e2e_due`, end to end from when the frame was due (realtime).
 STAGES = (
-    "grab",
-    "wait",
-    "detect",
-    "preprocess",
-    "inference",
-    "postprocess",
-    "track",
-    "ttc",
-    "sink",
+    *(s.value for s in Stage if s not in (Stage.BACKLOG, Stage.E2E)),
     "queues",
+    Stage.E2E.value,
+    "e2e_due",
 )
-STAGES += ("e2e", "e2e_due")
 
 
 def latency_stats(values_ms: list[float]) -> dict[str, float]:

@@ -23,6 +23,10 @@ class Detector(Protocol):
 
     def detect(self, image: np.ndarray) -> Detections: ...
 
+    def close(self) -> None:
+        """Release what the backend holds (GPU memory, sessions); the detector is not used afterwards."""
+        ...
+
     def fork(self) -> Detector:
         """Another handle on the same loaded model, with its own buffers, so a second thread can run a
         request at the same time. Called `requests - 1` times; backends with one request raise."""

@@ -352,6 +352,9 @@ class TimedHeadDetector:
         twin._new_request()
         return twin
 
+    def close(self) -> None:
+        """Nothing to release beyond what garbage collection frees (sessions, compiled models)."""
+
     def detect(self, image: np.ndarray) -> Detections:
         raw = self._infer(image)
         t0 = time.monotonic_ns()

@@ -144,6 +144,9 @@ class UltralyticsDetector:
     def fork(self) -> UltralyticsDetector:
         raise PerceptionError("the ultralytics backend runs one request at a time (detector.requests: 1)")
 
+    def close(self) -> None:
+        """Ultralytics holds the model until garbage collection; nothing to release early."""
+
     def detect(self, image: np.ndarray) -> Detections:
         boxes = self._predict(image).boxes
         return finish_detections(

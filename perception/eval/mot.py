@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.config import TrackerConfig
+from perception.config import Config
 from perception.errors import PerceptionError
-from perception.track import Tracker, iou_matrix
-from perception.types import Detections
+from perception.processor import build_processor
+from perception.track import iou_matrix
+from perception.types import Detections, Frame
 
 MOT_PEDESTRIAN = 1
 MOT_DISTRACTORS = (2, 7, 8, 12)  # person on vehicle, static person, distractor, reflection
@@ -31,6 +32,8 @@ class SequenceInfo:
     fps: float
     length: int
     image_dir: Path
+    width: int  # frame size, 0 where seqinfo.ini does not say
+    height: int
 
 
 def read_seqinfo(seq_dir: Path, default_fps: float = 25.0) -> SequenceInfo:
@@ -44,6 +47,8 @@ def read_seqinfo(seq_dir: Path, default_fps: float = 25.0) -> SequenceInfo:
         fps=float(section.get("frameRate", default_fps)),
         length=int(section.get("seqLength", 0)),
         image_dir=seq_dir / section.get("imDir", "img1"),
+        width=int(section.get("imWidth", 0)),
+        height=int(section.get("imHeight", 0)),
     )
 
 
@@ -102,15 +107,22 @@ def read_results(path: Path) -> np.ndarray:
 
 
 def track_sequence(
-    detections: dict[int, Detections], frames: np.ndarray, fps: float, cfg: TrackerConfig
+    detections: dict[int, Detections], frames: np.ndarray, info: SequenceInfo, cfg: Config | None = None
 ) -> np.ndarray:
-    """Run the tracker over `frames` (a subset simulates dropped frames: timestamps stay true) and return
-    result rows (frame, id, x1, y1, x2, y2, score)."""
-    tracker = Tracker(cfg)
+    """Run the frame processor (tracking only) over `frames` (a subset simulates dropped frames: timestamps
+    stay true) and return result rows (frame, id, x1, y1, x2, y2, score).
+
+    Public detections come without images: each frame is a blank of the sequence's size (no memory: a
+    broadcast view), which is all tracking needs."""
+    processor = build_processor(cfg, threats=False)
+    h, w = (info.height, info.width) if info.width and info.height else (1080, 1920)
+    blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (h, w, 3))
     empty = Detections.empty()
     out = []
     for frame in frames:
-        tracks = tracker.update(detections.get(int(frame), empty), (int(frame) - 1) / fps)
+        index = int(frame) - 1
+        result = processor.step(Frame(blank, index, 0, index / info.fps), detections.get(int(frame), empty))
+        tracks = result.tracks
         if len(tracks):
             out.append(
                 np.column_stack((np.full(len(tracks), frame), tracks.ids, tracks.boxes_xyxy, tracks.scores))

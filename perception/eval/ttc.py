@@ -18,7 +18,9 @@ import numpy as np
 
 from perception.config import Config
 from perception.detect import create_detector
+from perception.events import FcwEvent
 from perception.pipeline import Pipeline
+from perception.processor import build_processor
 from perception.sources import open_source
 from perception.track import iou_matrix
 from perception.types import FrameResult
@@ -32,7 +34,7 @@ class _Collect:
 
     def __init__(self) -> None:
         self.frames: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
-        self.events: list[dict] = []
+        self.events: list[FcwEvent] = []
 
     def write(self, result: FrameResult) -> None:
         t = result.tracks
@@ -55,7 +57,11 @@ def evaluate_ttc(video: Path, truth_csv: Path, model: str, cfg: Config) -> dict:
     truth = read_truth(truth_csv)
     collect = _Collect()
     source = open_source(str(video), cfg.source)
-    Pipeline(source, create_detector(model, cfg), cfg, [collect]).run()
+    detector = create_detector(model, cfg)
+    try:
+        Pipeline(source, detector, build_processor(cfg), cfg, [collect]).run()
+    finally:
+        detector.close()
 
     ttc_err, dist_err, in_range, matched = [], [], 0, 0
     for row in truth:
@@ -79,15 +85,15 @@ def evaluate_ttc(video: Path, truth_csv: Path, model: str, cfg: Config) -> dict:
     by_frame = {int(r["frame"]): r for r in truth}
 
     def first(level: str) -> dict | None:
-        event = next((e for e in collect.events if e["level"] == level), None)
+        event = next((e for e in collect.events if e.level == level), None)
         if event is None:
             return None
-        row = by_frame.get(event["frame"], {})
+        row = by_frame.get(event.frame, {})
         left = row.get("collision_in_s", math.nan)
         return {
-            "frame": event["frame"],
-            "t_s": event["source_ts_s"],
-            "ttc_s": event["ttc_s"],
+            "frame": event.frame,
+            "t_s": event.source_ts_s,
+            "ttc_s": event.ttc_s,
             "collision_in_s": None if not np.isfinite(left) else round(left, 3),
         }
 
@@ -100,5 +106,5 @@ def evaluate_ttc(video: Path, truth_csv: Path, model: str, cfg: Config) -> dict:
         "dist_median_rel_error": round(float(np.median(dist_err)), 4) if dist_err else None,
         "first_caution": first("caution"),
         "first_warning": first("warning"),
-        "warnings": sum(e["level"] == "warning" for e in collect.events),
+        "warnings": sum(e.level == "warning" for e in collect.events),
     }
