@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from perception.bench.report import machine, versions, write_plots, write_report
 from perception.bench.runners import (
@@ -18,51 +17,29 @@ from perception.bench.runners import (
     run_ultralytics,
 )
 from perception.bench.stats import checks, no_nan, summarise
+from perception.cli_flags import add_flags, flag_overrides
 from perception.config import Config, load_config
 from perception.detect import create_detector, inference_requests
-from perception.errors import PerceptionError
+from perception.errors import PerceptionError, first_line
 
 SCHEMA_VERSION = 1
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="latency and throughput of the pipeline against baselines")
+    bench = commands.add_parser(
+        "bench", help="latency and throughput of the pipeline against baselines", allow_abbrev=False
+    )
     bench.add_argument("source", help="video file or image folder")
     bench.add_argument("--model", required=True, help="detector model (.onnx, OpenVINO IR folder, ...)")
-    bench.add_argument(
-        "--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"], help="backend"
-    )
-    bench.add_argument("--mode", choices=["fast", "realtime"], help="fast: every frame; realtime: paced")
-    bench.add_argument("--compare", help="comma-separated baselines: sequential,detector,ultralytics")
+    add_flags(bench, "--backend", "--mode", "--imgsz", "--compare", "--repeat", "--warmup")
     bench.add_argument("--frames", type=int, help="at most this many frames per run (default: all)")
-    bench.add_argument("--repeat", type=int, help="rounds of every mode (default: config bench.repeat)")
-    bench.add_argument("--warmup", type=int, help="warm-up frames per run (default: bench.warmup_frames)")
-    bench.add_argument("--imgsz", type=int, nargs=2, metavar=("H", "W"), help="model input size")
     bench.add_argument("--config", help="YAML overriding configs/default.yaml")
     bench.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
 
 
 def _config(args: argparse.Namespace) -> Config:
-    overrides: dict[str, Any] = {"output": {"video": False, "events": False, "show": False}}
-    if args.mode:
-        overrides["source"] = {"mode": args.mode}
-    detector: dict[str, Any] = {}
-    if args.backend:
-        detector["backend"] = args.backend
-    if args.imgsz:
-        detector["input_size"] = list(args.imgsz)
-    if detector:
-        overrides["detector"] = detector
-    bench: dict[str, Any] = {}
-    if args.compare is not None:
-        bench["compare"] = [c.strip() for c in args.compare.split(",") if c.strip()]
-    if args.repeat is not None:
-        bench["repeat"] = args.repeat
-    if args.warmup is not None:
-        bench["warmup_frames"] = args.warmup
-    if bench:
-        overrides["bench"] = bench
-    return load_config(args.config, overrides)
+    no_outputs = {"video": False, "events": False, "show": False}
+    return load_config(args.config, flag_overrides(args, output=no_outputs))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     runs[mode].append(run_ultralytics(args.source, str(args.model), cfg, args.frames))
                 except Exception as exc:  # a model Ultralytics cannot load: report it, keep the rest
-                    errors[mode] = (
-                        f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
-                    )
+                    errors[mode] = first_line(exc, with_type=True)
     runs = {m: r for m, r in runs.items() if r}
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ import numpy as np
 from perception.config import Config
 from perception.errors import PerceptionError
 from perception.processor import build_processor
+from perception.sources import IMAGE_SUFFIXES
 from perception.track import iou_matrix
 from perception.types import Detections, Frame
 
@@ -246,7 +247,7 @@ def detect_sequence(image_dir: Path, detector, label_id: int) -> dict[int, Detec
     """Run a detector over a sequence's images (named by frame number) keeping one driving label."""
     import cv2
 
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not images:
         raise PerceptionError(f"no images in {image_dir}")
     out = {}
