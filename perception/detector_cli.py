@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 
 from perception.config import Config, load_config
-from perception.detect import BACKENDS, create_detector, resolve_backend
-from perception.detect.calibration import IMAGE_SUFFIXES
+from perception.detect import BACKENDS, Detector, create_detector, resolve_backend
 from perception.errors import PerceptionError
 from perception.sinks import LABEL_COLOURS
+from perception.sources import IMAGE_SUFFIXES
 from perception.types import Detections
 
 COMMANDS = ("detect", "build-engine", "export")
@@ -124,9 +124,16 @@ def _detect(args: argparse.Namespace) -> int:
     files = _image_files(args.images)
     model = args.model or cfg.detector.default_model
     detector = create_detector(model, cfg)
-    out = args.out or Path("out") / "detect"
+    try:
+        _detect_files(detector, files, args.out or Path("out") / "detect", cfg.labels, model)
+    finally:
+        detector.close()
+    return 0
+
+
+def _detect_files(detector: Detector, files: list[Path], out: Path, labels: list[str], model: str) -> int:
+    """Detect, print and draw each image; the number of detections."""
     out.mkdir(parents=True, exist_ok=True)
-    labels = cfg.labels
     print(
         f"perception: {Path(model).name} [{detector.backend}, {detector.layout}, "
         f"{detector.input_hw[0]}x{detector.input_hw[1]}] on {len(files)} image(s) -> {out}",
@@ -152,7 +159,7 @@ def _detect(args: argparse.Namespace) -> int:
         if not cv2.imwrite(str(out / path.name), image):
             raise PerceptionError(f"cannot write {out / path.name}")
     print(f"perception: {len(files)} image(s), {total} detections -> {out}", file=sys.stderr)
-    return 0
+    return total
 
 
 # ---------------------------------------------------------------- build-engine, export

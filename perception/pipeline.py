@@ -281,8 +281,6 @@ class Pipeline:
             self._stop.set()
             for thread in threads[:-1]:
                 thread.join(timeout=2.0)
-            for fork in detectors[1:]:  # the forks are this run's; the detector itself is the caller's
-                fork.close()
         summary = self.summary
         summary.elapsed_s = time.monotonic() - start
         if isinstance(self._grabbed, LatestQueue):

@@ -17,7 +17,7 @@ import pytest
 from perception.config import Config, load_config
 from perception.detect import create_detector, resolve_backend
 from perception.detect.gpu import tensorrt_available
-from perception.detect.postprocess import COCO_NAMES
+from perception.detect.labels import COCO_NAMES
 from perception.errors import PerceptionError
 from perception.types import Detections
 from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
@@ -399,3 +399,20 @@ def test_run_with_openvino_backend(tmp_path: Path) -> None:
     frames = [e for e in events if e["type"] == "frame"]
     assert len(frames) == len(list((MOT17_13 / "img1").glob("*.jpg")))
     assert sum(f["detections"] for f in frames) > 0
+
+
+# ---------------------------------------------------------------- close
+
+
+def test_every_backend_closes_once(cfg: Config, highway_frame: np.ndarray) -> None:
+    """close() releases the runtime's session or compiled model; a second close() does nothing."""
+    ort = create_detector(YOLOX_ONNX, with_backend(cfg, "onnxruntime"), requests=2)
+    twin = ort.fork()
+    assert len(twin.detect(highway_frame)) > 0  # a fork runs on the shared session until close
+    ov = create_detector(YOLOX_ONNX, with_backend(cfg, "openvino", precision="fp32"))
+    ultra = create_detector(YOLOV8_IR, with_backend(cfg, "ultralytics"))
+    for detector, held in ((ort, "session"), (ov, "compiled"), (ultra, "model")):
+        assert getattr(detector, held) is not None
+        detector.close()
+        assert getattr(detector, held) is None, detector.backend
+        detector.close()

@@ -12,7 +12,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from perception.config import Config
 from perception.detect import create_detector
-from perception.detect.postprocess import COCO_NAMES, INPUT_FORMATS, Letterbox, nms_by_label
+from perception.detect.decode import nms_by_label
+from perception.detect.labels import COCO_NAMES
+from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 from perception.track import iou_matrix as track_iou
 from tests.conftest import MOT17_13, STILLS, YOLOX_ONNX

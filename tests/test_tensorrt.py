@@ -23,6 +23,7 @@ import pytest
 from perception.config import Config
 from perception.detect import create_detector
 from perception.detect.calibration import CalibrationSet, calibration_cache_path
+from perception.detect.decode import HeadDecoder
 from perception.detect.engine_build import prepare_build
 from perception.detect.engine_files import (
     GpuInfo,
@@ -38,7 +39,8 @@ from perception.detect.engine_files import (
     write_plan,
 )
 from perception.detect.gpu import tensorrt_available
-from perception.detect.postprocess import COCO_NAMES, INPUT_FORMATS, HeadDecoder, Letterbox, class_names_from
+from perception.detect.labels import COCO_NAMES, class_names_from
+from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
 from tests.test_detect import constant_output_model, ultra_output, with_detector

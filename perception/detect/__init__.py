@@ -23,13 +23,14 @@ class Detector(Protocol):
 
     def detect(self, image: np.ndarray) -> Detections: ...
 
-    def close(self) -> None:
-        """Release what the backend holds (GPU memory, sessions); the detector is not used afterwards."""
-        ...
-
     def fork(self) -> Detector:
         """Another handle on the same loaded model, with its own buffers, so a second thread can run a
         request at the same time. Called `requests - 1` times; backends with one request raise."""
+        ...
+
+    def close(self) -> None:
+        """Release what the runtime holds (sessions, compiled models, GPU memory); again: nothing. Called
+        once by whoever created the detector, after every fork is done."""
         ...
 
 
@@ -73,22 +74,17 @@ def inference_requests(cfg: DetectorConfig, throughput: bool) -> int:
 
 def create_detector(model_path: str | Path, cfg: Config, requests: int = 1) -> Detector:
     """Build the configured backend, set up for `requests` frames in inference at once (ONNX Runtime and
-    OpenVINO; the others always run one). Imports are local so a missing optional backend costs nothing."""
+    OpenVINO; the others always run one). Every backend takes `(model_path, cfg, requests)`. Imports are
+    local so a missing optional backend costs nothing."""
     backend = resolve_backend(model_path, cfg.detector.backend)
     if backend == "onnxruntime":
-        from perception.detect.onnxruntime import OnnxRuntimeDetector
-
-        return OnnxRuntimeDetector(model_path, cfg.detector, cfg.classes, requests)
-    if backend == "openvino":
-        from perception.detect.openvino import OpenVinoDetector
-
-        return OpenVinoDetector(model_path, cfg.detector, cfg.classes, requests)
-    if backend == "ultralytics":
-        from perception.detect.ultralytics import UltralyticsDetector
-
-        return UltralyticsDetector(model_path, cfg.detector, cfg.classes)
-    if backend == "tensorrt":
-        from perception.detect.tensorrt import TensorRTDetector
-
-        return TensorRTDetector(model_path, cfg)
-    raise ValueError(f"unknown detector backend {backend!r}")
+        from perception.detect.onnxruntime import OnnxRuntimeDetector as cls
+    elif backend == "openvino":
+        from perception.detect.openvino import OpenVinoDetector as cls
+    elif backend == "ultralytics":
+        from perception.detect.ultralytics import UltralyticsDetector as cls
+    elif backend == "tensorrt":
+        from perception.detect.tensorrt import TensorRTDetector as cls
+    else:
+        raise ValueError(f"unknown detector backend {backend!r}")
+    return cls(model_path, cfg, requests)

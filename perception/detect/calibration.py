@@ -11,10 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.detect.postprocess import Letterbox
+from perception.detect.preprocess import Letterbox
 from perception.errors import PerceptionError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+from perception.sources import IMAGE_SUFFIXES
 
 
 def _evenly(count: int, keep: int) -> np.ndarray:

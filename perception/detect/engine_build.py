@@ -28,7 +28,7 @@ from perception.detect.engine_files import (
     plan_path,
     write_plan,
 )
-from perception.detect.postprocess import INPUT_FORMATS, Letterbox
+from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 
 
@@ -88,10 +88,10 @@ def prepare_build(
     if precision != "int8" and calib_source is not None:
         raise PerceptionError(f"--calib-dir only applies to --int8, not {precision}")
 
-    detector_cfg = cfg.detector
     if imgsz is not None:
-        detector_cfg = detector_cfg.model_copy(update={"input_size": tuple(imgsz)})
-    reference = OnnxRuntimeDetector(path, detector_cfg, cfg.classes)
+        sized = cfg.detector.model_copy(update={"input_size": tuple(imgsz)})
+        cfg = cfg.model_copy(update={"detector": sized})
+    reference = OnnxRuntimeDetector(path, cfg)
     model_input = reference.session.get_inputs()[0]
     dims = model_input.shape
     if imgsz is not None and reference.input_hw != tuple(imgsz):
@@ -101,6 +101,8 @@ def prepare_build(
         )
     if isinstance(dims[0], int) and dims[0] != n:
         raise PerceptionError(f"model {path} has a fixed batch of {dims[0]}; --batch {n} cannot apply")
+    output_name = reference.session.get_outputs()[0].name
+    reference.close()
     calibration = None
     if calib_source is not None:
         calibration = CalibrationSet(
@@ -112,7 +114,7 @@ def prepare_build(
         onnx=path,
         onnx_sha256=file_sha256(path),
         input_name=model_input.name,
-        output_name=reference.session.get_outputs()[0].name,
+        output_name=output_name,
         input_shape=(n, 3, *reference.input_hw),
         dynamic=not all(isinstance(d, int) for d in dims),
         layout=reference.layout,
@@ -182,8 +184,9 @@ def build_plan(
         network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
         parser = trt.OnnxParser(network, gpu.logger)
         if not parser.parse_from_file(str(spec.onnx)):
-            first = str(parser.get_error(0)).strip() if parser.num_errors else "unknown error"
-            raise PerceptionError(f"TensorRT cannot parse {spec.onnx}: {first.splitlines()[0]}")
+            text = str(parser.get_error(0)).strip() if parser.num_errors else ""
+            first = next(iter(text.splitlines()), "unknown error")
+            raise PerceptionError(f"TensorRT cannot parse {spec.onnx}: {first}")
         config = builder.create_builder_config()
         if cfg.tensorrt.workspace_mib:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.tensorrt.workspace_mib << 20)

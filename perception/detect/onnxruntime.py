@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from perception.config import DetectorConfig
-from perception.detect.postprocess import HeadDecoder, TimedHeadDetector, class_names_from, detect_layout
-from perception.errors import PerceptionError
+from perception.config import Config
+from perception.detect.backend import HeadDetector, LoadedModel
+from perception.errors import PerceptionError, first_line
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -27,29 +26,27 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
-class OnnxRuntimeDetector(TimedHeadDetector):
-    """YOLOX or Ultralytics-layout ONNX model on ONNX Runtime."""
+class OnnxRuntimeDetector(HeadDetector):
+    """A YOLO ONNX model on ONNX Runtime. One session serves every request (run() is thread-safe)."""
 
     backend = "onnxruntime"
 
-    def __init__(
-        self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]], requests: int = 1
-    ) -> None:
-        path = Path(model_path)
+    def _load(self, path: Path, cfg: Config) -> LoadedModel:
+        det = cfg.detector
         if not path.is_file():
             raise PerceptionError(f"model not found: {path}")
-        if cfg.precision not in ("auto", "fp32"):
+        if det.precision not in ("auto", "fp32"):
             raise PerceptionError(
-                f"detector.precision {cfg.precision}: ONNX Runtime runs this model in fp32 on the CPU; "
+                f"detector.precision {det.precision}: ONNX Runtime runs this model in fp32 on the CPU; "
                 "use --backend openvino for bf16 or fp16"
             )
-        self.requests = requests
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # One session serves every request (run() is thread-safe); its threads are split among them.
-        threads = cfg.intra_op_threads or (max(1, (os.cpu_count() or 1) // requests) if requests > 1 else 0)
+        # The session's threads are split among the requests.
+        requests = self.requests
+        threads = det.intra_op_threads or (max(1, (os.cpu_count() or 1) // requests) if requests > 1 else 0)
         opts.intra_op_num_threads = threads
-        spinning = "1" if cfg.intra_op_spinning else "0"
+        spinning = "1" if det.intra_op_spinning else "0"
         opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         opts.log_severity_level = 3
         providers = [
@@ -58,8 +55,7 @@ class OnnxRuntimeDetector(TimedHeadDetector):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:  # ORT raises several types for unreadable or invalid files
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise PerceptionError(f"cannot load model {path}: {first_line}") from None
+            raise PerceptionError(f"cannot load model {path}: {first_line(exc)}") from None
 
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
@@ -67,26 +63,19 @@ class OnnxRuntimeDetector(TimedHeadDetector):
         self._input_name, self._output_name = inputs[0].name, outputs[0].name
         in_h, in_w = inputs[0].shape[2:]
         fixed = isinstance(in_h, int) and isinstance(in_w, int)
-        self.input_hw = (in_h, in_w) if fixed else tuple(cfg.input_size)
-        self.layout = cfg.layout if cfg.layout != "auto" else detect_layout(outputs[0].shape)
-        self.decoder = HeadDecoder(self.layout, self.input_hw, cfg)
-        self.timings_ms: dict[str, float] = {}  # the last detect() by step, for benchmarks
-        # Warm-up doubles as a check that the output really has the layout we are about to decode.
-        raw = self._infer(np.zeros((*self.input_hw, 3), np.uint8))
-        num_classes = self.decoder.num_classes(raw.shape, path)
-        names = self.session.get_modelmeta().custom_metadata_map.get("names")
-        self.class_names = class_names_from(names, num_classes)
-        self.decoder.set_classes(classes, self.class_names)
+        return LoadedModel(
+            input_hw=(in_h, in_w) if fixed else tuple(det.input_size),
+            output_shape=[d if isinstance(d, int) else None for d in outputs[0].shape],
+            metadata=dict(self.session.get_modelmeta().custom_metadata_map),
+        )
 
-    def _infer(self, image: np.ndarray) -> np.ndarray:
-        t0 = time.monotonic_ns()
-        tensor = self.decoder.letterbox(image)
-        self._t_infer_ns = time.monotonic_ns()
-        self.timings_ms["preprocess"] = (self._t_infer_ns - t0) / 1e6
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
         try:
             return self.session.run([self._output_name], {self._input_name: tensor})[0]
         except Exception as exc:
-            first_line = str(exc).strip().splitlines()[0]
             raise PerceptionError(
-                f"model inference failed at input {list(tensor.shape)}: {first_line}"
+                f"model inference failed at input {list(tensor.shape)}: {first_line(exc)}"
             ) from None
+
+    def _release(self) -> None:
+        self.session = None

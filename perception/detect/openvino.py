@@ -3,23 +3,17 @@ layout, on the CPU (or an Intel GPU). INT8 IR models only run here and through U
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 import yaml
 
-from perception.config import DetectorConfig
-from perception.detect.postprocess import HeadDecoder, TimedHeadDetector, class_names_from, detect_layout
-from perception.errors import PerceptionError
+from perception.config import Config
+from perception.detect.backend import HeadDetector, LoadedModel
+from perception.errors import PerceptionError, first_line
 
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def model_file(path: Path) -> Path:
@@ -58,9 +52,9 @@ def _static_dims(shape: ov.PartialShape) -> list[int | None]:
     return [d.get_length() if d.is_static else None for d in shape]
 
 
-class OpenVinoDetector(TimedHeadDetector):
-    """A YOLOX or Ultralytics-layout model compiled by OpenVINO: latency settings from config for one
-    request, THROUGHPUT streams for more (each fork() gets an infer request of the one compiled model).
+class OpenVinoDetector(HeadDetector):
+    """A YOLO model compiled by OpenVINO: latency settings from config for one request, THROUGHPUT streams
+    for more (each fork() gets an infer request of the one compiled model).
 
     The input tensor shares memory with the letterbox buffer, so a frame is resized straight into what the
     infer request reads.
@@ -68,72 +62,62 @@ class OpenVinoDetector(TimedHeadDetector):
 
     backend = "openvino"
 
-    def __init__(
-        self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]], requests: int = 1
-    ) -> None:
-        path = Path(model_path)
+    def _load(self, path: Path, cfg: Config) -> LoadedModel:
+        det = cfg.detector
         source = model_file(path)
-        self.requests = requests
         core = ov.Core()
         try:
             model = core.read_model(str(source))
         except Exception as exc:  # OpenVINO raises RuntimeError and friends for unreadable files
-            raise PerceptionError(f"cannot load model {path}: {_first_line(exc)}") from None
+            raise PerceptionError(f"cannot load model {path}: {first_line(exc)}") from None
         rank = model.input(0).get_partial_shape().rank if len(model.inputs) == 1 else None
         if rank is None or rank.is_dynamic or rank.get_length() != 4:
             raise PerceptionError(f"model {path}: expected one N x 3 x H x W image input")
 
         dims = _static_dims(model.input(0).get_partial_shape())
         fixed = dims[2] is not None and dims[3] is not None
-        self.input_hw = (dims[2], dims[3]) if fixed else tuple(cfg.input_size)
+        input_hw = (dims[2], dims[3]) if fixed else tuple(det.input_size)
         if dims[0] != 1 or not fixed:
             try:
-                model.reshape({model.input(0).get_any_name(): ov.PartialShape([1, 3, *self.input_hw])})
+                model.reshape({model.input(0).get_any_name(): ov.PartialShape([1, 3, *input_hw])})
             except Exception as exc:
                 raise PerceptionError(
-                    f"model {path}: cannot set input 1 x 3 x {self.input_hw[0]} x {self.input_hw[1]}: "
-                    f"{_first_line(exc)}"
+                    f"model {path}: cannot set input 1 x 3 x {input_hw[0]} x {input_hw[1]}: {first_line(exc)}"
                 ) from None
         out_shape = _static_dims(model.output(0).get_partial_shape())
-        self.layout = cfg.layout if cfg.layout != "auto" else detect_layout(out_shape)
 
-        properties: dict[str, object] = {"PERFORMANCE_HINT": cfg.openvino_hint}
-        if requests > 1:  # one stream per request, the cores split among them
-            properties = {"PERFORMANCE_HINT": "THROUGHPUT", "PERFORMANCE_HINT_NUM_REQUESTS": requests}
-        if cfg.openvino_threads:
-            properties["INFERENCE_NUM_THREADS"] = cfg.openvino_threads
-        if cfg.precision != "auto":  # auto: OpenVINO's own choice, bf16 on CPUs with AVX512-BF16 or AMX
-            properties["INFERENCE_PRECISION_HINT"] = _OV_PRECISION[cfg.precision]
+        properties: dict[str, object] = {"PERFORMANCE_HINT": det.openvino_hint}
+        if self.requests > 1:  # one stream per request, the cores split among them
+            properties = {"PERFORMANCE_HINT": "THROUGHPUT", "PERFORMANCE_HINT_NUM_REQUESTS": self.requests}
+        if det.openvino_threads:
+            properties["INFERENCE_NUM_THREADS"] = det.openvino_threads
+        if det.precision != "auto":  # auto: OpenVINO's own choice, bf16 on CPUs with AVX512-BF16 or AMX
+            properties["INFERENCE_PRECISION_HINT"] = _OV_PRECISION[det.precision]
         try:
-            self.compiled = core.compile_model(model, cfg.openvino_device, properties)
+            self.compiled = core.compile_model(model, det.openvino_device, properties)
         except Exception as exc:
             raise PerceptionError(
-                f"cannot compile model {path} for OpenVINO device {cfg.openvino_device}: {_first_line(exc)}"
+                f"cannot compile model {path} for OpenVINO device {det.openvino_device}: {first_line(exc)}"
             ) from None
-
-        self.decoder = HeadDecoder(self.layout, self.input_hw, cfg)
-        self.timings_ms: dict[str, float] = {}  # the last detect() by step, for benchmarks
-        self._new_request()
-        # Warm-up doubles as a check that the output really has the layout we are about to decode.
-        raw = self._infer(np.zeros((*self.input_hw, 3), np.uint8))
-        num_classes = self.decoder.num_classes(raw.shape, path)
-        self.class_names = class_names_from(_names_metadata(source, model), num_classes)
-        self.decoder.set_classes(classes, self.class_names)
+        return LoadedModel(
+            input_hw=input_hw, output_shape=out_shape, metadata={"names": _names_metadata(source, model)}
+        )
 
     def _new_request(self) -> None:
         self._request = self.compiled.create_infer_request()
         self._request.set_input_tensor(ov.Tensor(self.decoder.letterbox.tensor, shared_memory=True))
 
-    def _infer(self, image: np.ndarray) -> np.ndarray:
-        t0 = time.monotonic_ns()
-        self.decoder.letterbox(image)
-        self._t_infer_ns = time.monotonic_ns()
-        self.timings_ms["preprocess"] = (self._t_infer_ns - t0) / 1e6
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        # The request reads the letterbox buffer itself (shared memory): `tensor` is already in place.
         try:
             self._request.infer()
         except Exception as exc:
             raise PerceptionError(
                 f"model inference failed at input [1, 3, {self.input_hw[0]}, {self.input_hw[1]}]: "
-                f"{_first_line(exc)}"
+                f"{first_line(exc)}"
             ) from None
         return self._request.get_output_tensor(0).data
+
+    def _release(self) -> None:
+        self._request = None
+        self.compiled = None

@@ -13,21 +13,19 @@ from pathlib import Path
 import numpy as np
 
 from perception.config import Config
+from perception.detect.backend import HeadDetector, LoadedModel
 from perception.detect.engine_files import PlanInfo, check_plan, read_engine_header, read_sidecar
 from perception.detect.gpu import open_gpu
-from perception.detect.postprocess import HeadDecoder, class_names_from, detect_layout
 from perception.errors import PerceptionError
-from perception.types import Detections
 
 
-class TensorRTDetector:
-    """A YOLOX or Ultralytics-layout TensorRT plan, batch 1, one CUDA stream."""
+class TensorRTDetector(HeadDetector):
+    """A YOLO TensorRT plan, batch 1, one CUDA stream."""
 
     backend = "tensorrt"
-    requests = 1  # one request at a time
 
-    def __init__(self, model_path: str | Path, cfg: Config) -> None:
-        path = Path(model_path)
+    def _load(self, path: Path, cfg: Config) -> LoadedModel:
+        self.requests = 1  # one request at a time
         if not path.is_file():
             raise PerceptionError(f"model not found: {path}")
         gpu = self.gpu = open_gpu(cfg.tensorrt.device)
@@ -72,12 +70,11 @@ class TensorRTDetector:
                 raise PerceptionError(f"model {path}: expected one image input and an output, got {names}")
             self._input_name = inputs[0]
             self._output_name = info.output_name if info is not None else outputs[0]
-            self.input_hw = self._choose_input_hw(path, info, meta, cfg)
+            input_hw = self._choose_input_hw(path, info, meta)
             self._context = engine.create_execution_context()
-            if not self._context.set_input_shape(self._input_name, (1, 3, *self.input_hw)):
+            if not self._context.set_input_shape(self._input_name, (1, 3, *input_hw)):
                 raise PerceptionError(
-                    f"model {path}: the plan does not accept input "
-                    f"1 x 3 x {self.input_hw[0]} x {self.input_hw[1]}"
+                    f"model {path}: the plan does not accept input 1 x 3 x {input_hw[0]} x {input_hw[1]}"
                 )
 
             # Buffers for every I/O tensor (TensorRT needs an address for each), allocated once.
@@ -100,28 +97,18 @@ class TensorRTDetector:
             if self._host_out is None:
                 raise PerceptionError(f"model {path}: no output tensor named {self._output_name!r}")
 
-        out_shape = self._host_out.shape
-        self.layout = (
-            cfg.detector.layout
-            if cfg.detector.layout != "auto"
-            else (info.layout if info is not None else detect_layout(out_shape))
-        )
         # The letterbox writes into the pinned input buffer itself when the plan takes float32.
         direct = self._host_in.dtype == np.float32
-        self.decoder = HeadDecoder(
-            self.layout, self.input_hw, cfg.detector, tensor=self._host_in if direct else None
+        return LoadedModel(
+            input_hw=input_hw,
+            output_shape=list(self._host_out.shape),
+            metadata={"names": info.class_names if info is not None else meta.get("names")},
+            layout=info.layout if info is not None else None,
+            tensor=self._host_in if direct else None,
+            warmup_runs=max(1, cfg.tensorrt.warmup_runs),
         )
-        self._staging = None if direct else self.decoder.letterbox.tensor
-        num_classes = self.decoder.num_classes(out_shape, path)
-        names_meta = info.class_names if info is not None else meta.get("names")
-        self.class_names = class_names_from(names_meta, num_classes)
-        self.decoder.set_classes(cfg.classes, self.class_names)
 
-        blank = np.zeros((*self.input_hw, 3), np.uint8)
-        for _ in range(cfg.tensorrt.warmup_runs):  # first runs pay for lazy CUDA/TensorRT initialisation
-            self.detect(blank)
-
-    def _choose_input_hw(self, path: Path, info: PlanInfo | None, meta: dict, cfg: Config) -> tuple[int, int]:
+    def _choose_input_hw(self, path: Path, info: PlanInfo | None, meta: dict) -> tuple[int, int]:
         """The plan's own size if fixed; else the size it was built for (sidecar, Ultralytics header), else
         the optimisation profile's optimum. A fixed batch other than 1 is refused: frames come one by one."""
         engine = self._engine
@@ -145,10 +132,9 @@ class TensorRTDetector:
     def fork(self) -> TensorRTDetector:
         raise PerceptionError("the tensorrt backend runs one request at a time (detector.requests: 1)")
 
-    def detect(self, image: np.ndarray) -> Detections:
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
         cuda = self.gpu.cuda
-        tensor = self.decoder.letterbox(image)
-        if self._staging is not None:
+        if tensor is not self._host_in:  # the plan takes another dtype: one converting copy
             np.copyto(self._host_in, tensor, casting="same_kind")
         with self.gpu:
             cuda.memcpy_htod_async(self._device[self._input_name], self._host_in, self._stream)
@@ -157,10 +143,10 @@ class TensorRTDetector:
             self._stream.synchronize()
         if not ok:
             raise PerceptionError("TensorRT inference failed (see TensorRT's log above)")
-        raw = self._host_out[0]
-        return self.decoder(raw if raw.dtype == np.float32 else raw.astype(np.float32))
+        raw = self._host_out
+        return raw if raw.dtype == np.float32 else raw.astype(np.float32)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Free GPU memory while the context is current (pycuda warns when GC frees it later)."""
         if not getattr(self, "_device", None):
             return

@@ -26,19 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from perception.config import DetectorConfig
-from perception.detect.postprocess import Taxonomy, class_names_from, finish_detections
-from perception.errors import PerceptionError
+from perception.config import Config
+from perception.detect.decode import finish_detections
+from perception.detect.labels import Taxonomy, class_names_from
+from perception.errors import PerceptionError, first_line
 from perception.types import Detections
 
 INSTALL_HINT = 'pip install -e ".[ultralytics]"'
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _user_offline: bool | None = None  # YOLO_OFFLINE as the user set it, before this module forced it on
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_ultralytics() -> Any:
@@ -95,7 +91,7 @@ def _open(model: str | Path, task: str | None = "detect") -> Any:
         with _network_allowed() if download else contextlib.nullcontext():
             return ultralytics.YOLO(source, task=task)
     except Exception as exc:  # Ultralytics raises many types for unreadable or unsupported files
-        raise PerceptionError(f"cannot load model {model}: {_first_line(exc)}") from None
+        raise PerceptionError(f"cannot load model {model}: {first_line(exc)}") from None
 
 
 class UltralyticsDetector:
@@ -105,9 +101,10 @@ class UltralyticsDetector:
     layout = "ultralytics"
     requests = 1  # one request at a time
 
-    def __init__(self, model_path: str | Path, cfg: DetectorConfig, classes: dict[str, list[str]]) -> None:
+    def __init__(self, model_path: str | Path, cfg: Config, requests: int = 1) -> None:
+        classes = cfg.classes
+        cfg = self.cfg = cfg.detector
         self.model = _open(model_path)
-        self.cfg = cfg
         self._imgsz = list(cfg.input_size)
         self._classes: list[int] | None = None
         # Warm-up sets up Ultralytics' predictor (the model is loaded there, once); an export with a fixed
@@ -139,13 +136,14 @@ class UltralyticsDetector:
                 verbose=False,
             )[0]
         except Exception as exc:
-            raise PerceptionError(f"Ultralytics inference failed: {_first_line(exc)}") from None
+            raise PerceptionError(f"Ultralytics inference failed: {first_line(exc)}") from None
 
     def fork(self) -> UltralyticsDetector:
         raise PerceptionError("the ultralytics backend runs one request at a time (detector.requests: 1)")
 
     def close(self) -> None:
-        """Ultralytics holds the model until garbage collection; nothing to release early."""
+        """Drop the model (Ultralytics holds no other resources)."""
+        self.model = None
 
     def detect(self, image: np.ndarray) -> Detections:
         boxes = self._predict(image).boxes
@@ -183,5 +181,5 @@ def export_model(
     try:
         out = yolo.export(**kwargs)
     except Exception as exc:
-        raise PerceptionError(f"export of {model} to {fmt} failed: {_first_line(exc)}") from None
+        raise PerceptionError(f"export of {model} to {fmt} failed: {first_line(exc)}") from None
     return Path(out)
