@@ -17,7 +17,7 @@ from pathlib import Path
 
 from perception.config import load_config
 from perception.detect import create_detector
-from perception.pipeline import Pipeline
+from perception.pipeline import Pipeline, Stream
 from perception.processor import build_processor
 from perception.sources import open_source
 
@@ -40,7 +40,7 @@ def main() -> None:
         shift = round_index % len(args.requests)
         for n in args.requests[shift:] + args.requests[:shift]:
             source = open_source(str(args.source), cfg.source)
-            fps[n].append(Pipeline(source, detectors[n], build_processor(cfg), cfg, []).run().fps)
+            fps[n].append(Pipeline(detectors[n], cfg, [Stream(source, build_processor(cfg), [])]).run().fps)
         print(f"round {round_index + 1}: " + ", ".join(f"{n}: {fps[n][-1]:.1f}" for n in args.requests))
 
     base = fps.get(2, fps[args.requests[0]])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from perception.config import load_config
 from perception.detect import create_detector
-from perception.pipeline import Pipeline
+from perception.pipeline import Pipeline, Stream
 from perception.processor import build_processor
 from perception.sinks import Annotator, EventLog, VideoSink
 from perception.sources import Source, open_source
@@ -98,15 +98,14 @@ def main() -> None:
             processed[0] += 1
 
         processor = build_processor(cfg)
-        pipeline = Pipeline(
+        stream = Stream(
             source,
-            detector,
             processor,
-            cfg,
             [video, events],
             annotate=Annotator(cfg.labels, detector.class_names),
             on_frame=count,
         )
+        pipeline = Pipeline(detector, cfg, [stream])
         samples: list[tuple[float, float, int, int, int]] = []  # t_s, rss_mib, threads, frames, tracks
         done = threading.Event()
         start = time.monotonic()

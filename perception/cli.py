@@ -24,7 +24,7 @@ from perception.detector_cli import add_commands
 from perception.detector_cli import run as run_detector_command
 from perception.errors import PerceptionError, first_line
 from perception.events import EndEvent, ErrorEvent, RunStatus, SourceEvent, StartEvent
-from perception.pipeline import Pipeline, RunSummary, StageError
+from perception.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.processor import build_processor
 from perception.sinks import Annotator, DisplaySink, EventLog, Sink, VideoSink
 from perception.sources import open_source
@@ -132,15 +132,14 @@ def _run(args: argparse.Namespace) -> int:
             Annotator(cfg.labels, detector.class_names) if (cfg.output.video or cfg.output.show) else None
         )
         progress = _progress_bar(source.frame_count)
-        pipeline = Pipeline(
+        stream = Stream(
             source,
-            detector,
             build_processor(cfg),
-            cfg,
             sinks,
             annotate=annotate,
             on_frame=(lambda _r: progress.update()) if progress else None,
         )
+        pipeline = Pipeline(detector, cfg, [stream])
         stop_signal = _install_signal_handlers(pipeline)
         health.events, health.active = events, True
         status = RunStatus.ERROR

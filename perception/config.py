@@ -84,6 +84,8 @@ class DetectorConfig(_Strict):
     nms_iou_threshold: Fraction = 0.5
     max_detections: Annotated[int, Field(ge=1, le=10000)] = 300
     requests: Annotated[int, Field(ge=0, le=64)] = 0
+    batch: Annotated[int, Field(ge=0, le=64)] = 0
+    batch_timeout_ms: Annotated[float, Field(ge=0, le=1000)] = 10.0
     intra_op_threads: Annotated[int, Field(ge=0, le=256)] = 0
     intra_op_spinning: bool = False
     openvino_device: Annotated[str, Field(min_length=1)] = "CPU"

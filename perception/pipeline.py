@@ -1,20 +1,22 @@
-"""Pipeline: grab -> detect -> process (track, TTC, threats) -> sinks, each stage a thread, joined by bounded
-queues. This module holds only threads, queues and shutdown; what happens to a frame after detection is the
-frame processor's (perception/processor.py), and the pipeline knows it only as `step(frame, detections)`.
+"""Pipeline: for every stream, grab -> (shared) detect -> process -> sinks, each a thread, joined by bounded
+queues. This module holds only threads, queues and shutdown: the latency policy is the streams' inboxes and
+the batcher (perception/batching.py), what happens to a frame after detection is each stream's frame
+processor (perception/processor.py), known here only as `step(frame, detections)`.
 
-Latency policy lives in one place, the queue between grab and detect: for a live source it holds only
-the newest frame (older ones are dropped and counted), so the detector never works on a backlog; for
-a file in fast mode it is a small blocking queue, so every frame is processed. Later queues are small
-and blocking: tracking and sinks are cheaper than detection and never build a backlog of their own.
+    stream 0: grab ──> inbox ─┐                         ┌─> process ─> sinks
+    stream 1: grab ──> inbox ─┼─> batcher ─> detect(s) ─┼─> process ─> sinks
+    stream 2: grab ──> inbox ─┘   (one batch across     └─> process ─> sinks
+                                   streams per call)
 
-Detection may run several requests at once (`detector.requests`, two by default when replaying fast):
-one thread per request, each on a fork of the detector. Frames are taken in order and their results
-handed on in that same order (a thread that finishes early waits its turn), so tracking sees frames in
-sequence and nothing is buffered beyond one frame per request.
+One detector serves every stream: each call takes a batch of frames across streams (`detector.batch`,
+`detector.batch_timeout_ms`). Detection may also run several requests at once (`detector.requests`, two by
+default when replaying fast): one thread per request, each on a fork of the detector; batches are taken in
+order and their results handed on in that same order (a thread that finishes early waits its turn), so
+every stream's processor sees its frames in sequence.
 
-Stopping: a source that ends, a stage that fails, Ctrl-C/SIGTERM or a user closing the window all
-lead to the same orderly shutdown. The caller owns the sinks and closes them after `run` returns or
-raises, which happens only once the sink stage has finished writing.
+Stopping: every source ending, a detector failure, Ctrl-C/SIGTERM or a user closing the window stop the
+run in order. A stream whose own source, processor or sinks fail ends alone (its error is kept in its
+summary) while the others go on. The caller owns the sinks and closes them after `run` returns or raises.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perception.batching import END, FrameBatcher, Inbox, Item
 from perception.config import Config
 from perception.detect import Detector
 from perception.events import Stage
@@ -39,48 +42,20 @@ from perception.types import FrameResult
 if TYPE_CHECKING:
     from perception.processor import FrameProcessor
 
-_END = object()  # end-of-stream marker, passed down through every queue
 _POLL_S = 0.05
-
-
-class LatestQueue:
-    """A one-slot queue where put never blocks: a new item replaces an unread one (counted as dropped).
-
-    The end marker is never replaced, so the consumer always learns that the stream ended.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Any = None
-        self._full = False
-        self.dropped = 0
-
-    def put(self, item: Any, timeout: float | None = None) -> None:
-        with self._cond:
-            if self._full:
-                if self._item is _END:
-                    return
-                self.dropped += 1
-            self._item, self._full = item, True
-            self._cond.notify()
-
-    def get(self, timeout: float | None = None) -> Any:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._full, timeout):
-                raise queue.Empty
-            item, self._item, self._full = self._item, None, False
-            return item
+LATENCY_SAMPLES = 4096
 
 
 @dataclass
 class RunSummary:
     frames_grabbed: int = 0
     frames_processed: int = 0
-    frames_dropped: int = 0  # live: replaced in the queue by a newer frame before detection took it
+    frames_dropped: int = 0  # live: replaced by a newer frame before detection took it
     frames_stale: int = 0  # live: older than source.max_frame_age_s when detection could start
     elapsed_s: float = 0.0
     interrupted: bool = False
     e2e_ms: list[float] = field(default_factory=list)  # recent samples only (bounded)
+    error: StageError | None = None  # what ended this stream early, if anything
 
     @property
     def fps(self) -> float:
@@ -99,50 +74,72 @@ class StageError(Exception):
         self.error = error
 
 
+@dataclass
+class Stream:
+    """One source and what happens to its frames after detection: its processor, its sinks."""
+
+    source: Source
+    processor: FrameProcessor
+    sinks: Sequence[Sink]
+    annotate: Callable[[FrameResult], Any] | None = None  # draws on the frame before the sinks
+    on_frame: Callable[[FrameResult], None] | None = None  # after the sinks (progress bars, counters)
+    name: str = ""
+    summary: RunSummary = field(default_factory=RunSummary)
+
+
+class _Lane:
+    """A stream's running state: its queues after the detector, its stop flag, its latency samples."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self.detected: queue.Queue = queue.Queue(2)
+        self.processed: queue.Queue = queue.Queue(2)
+        self.stop = threading.Event()
+        self.e2e_ms = np.zeros(LATENCY_SAMPLES)
+        self.ended_s: float | None = None
+
+
 class Pipeline:
-    """Runs one source through the detector and a frame processor into the given sinks."""
+    """Runs streams through one shared detector and each stream's processor into its sinks."""
 
-    LATENCY_SAMPLES = 4096
-
-    def __init__(
-        self,
-        source: Source,
-        detector: Detector,
-        processor: FrameProcessor,
-        cfg: Config,
-        sinks: Sequence[Sink],
-        annotate: Callable[[FrameResult], Any] | None = None,
-        on_frame: Callable[[FrameResult], None] | None = None,
-    ) -> None:
-        self.source = source
+    def __init__(self, detector: Detector, cfg: Config, streams: Sequence[Stream]) -> None:
+        if not streams:
+            raise ValueError("a pipeline needs at least one stream")
         self.detector = detector
-        self.processor = processor
         self.cfg = cfg
-        self.sinks = list(sinks)
-        self.annotate = annotate
-        self.on_frame = on_frame
+        self.streams = list(streams)
+        self._lanes = [_Lane(s) for s in self.streams]
         size = cfg.pipeline.replay_queue_size
-        self._grabbed: LatestQueue | queue.Queue = LatestQueue() if source.is_live else queue.Queue(size)
-        self._take_lock = threading.Lock()  # a detect thread takes a frame and its turn together
-        self._turn = threading.Condition()  # detect threads hand results on in the order frames were taken
+        inboxes = [Inbox(s.source.is_live, size, cfg.source.max_frame_age_s) for s in self.streams]
+        batch = cfg.detector.batch or min(len(self.streams), 8)
+        self._batcher = FrameBatcher(
+            inboxes, min(batch, getattr(detector, "max_batch", 1)), cfg.detector.batch_timeout_ms / 1e3
+        )
+        self._take_lock = threading.Lock()  # a detect thread takes a batch and its turn together
+        self._turn = threading.Condition()  # detect threads hand results on in the order batches were taken
         self._turns_taken = self._turns_done = 0
-        self._detected: queue.Queue = queue.Queue(2)
-        self._processed: queue.Queue = queue.Queue(2)
         self._stop = threading.Event()
-        self._errors: list[StageError] = []
-        self.summary = RunSummary()
-        self._e2e = np.zeros(self.LATENCY_SAMPLES)
+        self._error: StageError | None = None  # a failure of the shared detector ends every stream
+        self.summary = RunSummary()  # all streams together
 
     def stop(self) -> None:
         """Ask every stage to finish; safe from any thread or a signal handler."""
         self._stop.set()
-        interrupt = getattr(self.source, "interrupt", None)  # a live read() may be blocked waiting
+        self._batcher.stop()
+        for lane in self._lanes:
+            self._stop_lane(lane)
+
+    @staticmethod
+    def _stop_lane(lane: _Lane) -> None:
+        lane.stop.set()
+        interrupt = getattr(lane.stream.source, "interrupt", None)  # a live read() may be blocked waiting
         if interrupt is not None:
             interrupt()
 
-    # -- queue helpers that give up when the run is stopping ------------------------------------------
-    def _put(self, q: LatestQueue | queue.Queue, item: Any) -> bool:
-        while not self._stop.is_set():
+    # -- queue helpers that give up when the stream stops ---------------------------------------------------
+    @staticmethod
+    def _put(lane: _Lane, q: queue.Queue, item: Any) -> bool:
+        while not lane.stop.is_set():
             try:
                 q.put(item, timeout=_POLL_S)
                 return True
@@ -150,142 +147,199 @@ class Pipeline:
                 continue
         return False
 
-    def _get(self, q: LatestQueue | queue.Queue) -> Any:
-        while not self._stop.is_set():
+    @staticmethod
+    def _get(lane: _Lane, q: queue.Queue) -> Any:
+        while not lane.stop.is_set():
             try:
                 return q.get(timeout=_POLL_S)
             except queue.Empty:
                 continue
-        return _END
+        return END
 
-    # -- stages -----------------------------------------------------------------------------------------
-    def _grab(self) -> None:
+    # -- stages ----------------------------------------------------------------------------------------------
+    def _grab(self, index: int) -> None:
+        lane = self._lanes[index]
+        source, summary = lane.stream.source, lane.stream.summary
         try:
-            while not self._stop.is_set():
-                frame = self.source.read()
+            while not lane.stop.is_set():
+                frame = source.read()
                 if frame is None:
                     break
-                self.summary.frames_grabbed += 1
+                summary.frames_grabbed += 1
                 latency_ms = {} if frame.decode_ms is None else {Stage.GRAB: frame.decode_ms}
                 if frame.backlog_ms is not None:
                     latency_ms[Stage.BACKLOG] = frame.backlog_ms
-                self._put(self._grabbed, (frame, latency_ms))
+                if not self._batcher.put(index, frame, latency_ms):
+                    break
         finally:
-            self.source.close()
+            self._batcher.end(index)
+            source.close()
 
     def _detect(self, detector: Detector) -> None:
-        max_age_ms = self.cfg.source.max_frame_age_s * 1e3 if self.source.is_live else float("inf")
         while True:
             with self._take_lock:
-                item = self._get(self._grabbed)
-                if item is _END:
-                    self._put(self._grabbed, _END)  # for the other detect threads
+                batch = self._batcher.take()
+                if batch is None:
                     return
-                frame, latency_ms = item
-                t0 = time.monotonic_ns()
-                latency_ms[Stage.WAIT] = (t0 - frame.capture_ns) / 1e6
-                if latency_ms[Stage.WAIT] + latency_ms.get(Stage.BACKLOG, 0.0) > max_age_ms:
-                    self.summary.frames_stale += 1  # results this late are of no use to a live feed
-                    continue
                 turn, self._turns_taken = self._turns_taken, self._turns_taken + 1
-            detections = detector.detect(frame.image)
-            latency_ms[Stage.DETECT] = (time.monotonic_ns() - t0) / 1e6
-            latency_ms.update(getattr(detector, "timings_ms", ()))  # preprocess, inference, ...
+            frames = [item for item in batch if item.frame is not END]
+            if frames:
+                self._run_batch(detector, frames)
             with self._turn:
                 while self._turns_done != turn:
                     if self._stop.is_set():
                         return
                     self._turn.wait(_POLL_S)
-                delivered = self._put(self._detected, (frame, detections, latency_ms))
+                for item in batch:
+                    lane = self._lanes[item.stream]
+                    payload = END if item.frame is END else (item.frame, item.detections, item.latency_ms)
+                    self._put(lane, lane.detected, payload)
                 self._turns_done += 1
                 self._turn.notify_all()
-            if not delivered:
-                return
 
-    def _process(self) -> None:
-        while (item := self._get(self._detected)) is not _END:
+    @staticmethod
+    def _run_batch(detector: Detector, items: list[Item]) -> None:
+        t0 = time.monotonic_ns()
+        results = detector.detect_batch([item.frame.image for item in items])
+        detect_ms = (time.monotonic_ns() - t0) / 1e6
+        steps = getattr(detector, "timings_ms", {})  # preprocess, inference, postprocess
+        for item, detections in zip(items, results, strict=True):
+            item.detections = detections
+            item.latency_ms[Stage.DETECT] = detect_ms
+            item.latency_ms.update(steps)
+
+    def _process(self, index: int) -> None:
+        lane = self._lanes[index]
+        while (item := self._get(lane, lane.detected)) is not END:
             frame, detections, latency_ms = item
-            result = self.processor.step(frame, detections, latency_ms)
-            if not self._put(self._processed, result):
+            result = lane.stream.processor.step(frame, detections, latency_ms)
+            if not self._put(lane, lane.processed, result):
                 return
 
-    def _sink(self) -> None:
+    def _sink(self, index: int) -> None:
+        lane = self._lanes[index]
+        stream = lane.stream
+        summary = stream.summary
         try:
-            while (result := self._get(self._processed)) is not _END:
+            while (result := self._get(lane, lane.processed)) is not END:
                 t0 = time.monotonic_ns()
                 result.latency_ms[Stage.E2E] = (t0 - result.frame.capture_ns) / 1e6
-                if self.annotate is not None:
-                    self.annotate(result)
-                for sink in self.sinks:
-                    result.latency_ms[Stage.SINK] = (
-                        time.monotonic_ns() - t0
-                    ) / 1e6  # so far: later sinks see it
+                if stream.annotate is not None:
+                    stream.annotate(result)
+                for sink in stream.sinks:
+                    result.latency_ms[Stage.SINK] = (time.monotonic_ns() - t0) / 1e6  # so far
                     sink.write(result)
-                n = self.summary.frames_processed
-                self._e2e[n % self.LATENCY_SAMPLES] = result.latency_ms[Stage.E2E]
-                self.summary.frames_processed = n + 1
-                if self.on_frame is not None:
-                    self.on_frame(result)
+                n = summary.frames_processed
+                lane.e2e_ms[n % LATENCY_SAMPLES] = result.latency_ms[Stage.E2E]
+                summary.frames_processed = n + 1
+                if stream.on_frame is not None:
+                    stream.on_frame(result)
         except StopRequested:
-            self.summary.interrupted = True
-            self._stop.set()
+            summary.interrupted = True
+            self.stop()
+        finally:
+            lane.ended_s = time.monotonic()
 
-    def _stage(
-        self, name: str, bodies: Sequence[Callable[[], None]], downstream: queue.Queue | None
-    ) -> list[threading.Thread]:
-        """A thread per body; the last one to finish tells the next stage that the stream ended."""
-        left = [len(bodies)]
-        lock = threading.Lock()
+    # -- threads ---------------------------------------------------------------------------------------------
+    def _thread(
+        self,
+        stage: str,
+        body: Callable[[], None],
+        lane: _Lane | None,
+        after: Callable[[], None] | None = None,
+    ) -> threading.Thread:
+        """A stage thread. A failure ends its stream (the shared detector's: every stream); `after` runs
+        however the body ends (e.g. telling the next stage that the stream ended)."""
 
-        def run(body: Callable[[], None]) -> None:
+        def run() -> None:
             try:
                 body()
-            except BaseException as exc:  # noqa: BLE001 - any stage failure must end the whole run
-                self._errors.append(StageError(name, exc))
-                if name != "grab":  # a failed source still lets the frames already grabbed drain
-                    self._stop.set()
+            except BaseException as exc:  # noqa: BLE001 - any stage failure must end its stream
+                error = StageError(stage, exc)
+                if lane is None:
+                    self._error = self._error or error
+                    self.stop()
+                else:
+                    summary = lane.stream.summary
+                    summary.error = summary.error or error
+                    if stage != "grab":  # a failed source still lets the frames already grabbed drain
+                        self._stop_lane(lane)
             finally:
-                with lock:
-                    left[0] -= 1
-                    last = left[0] == 0
-                if downstream is not None and last:
-                    self._put(downstream, _END)
+                if after is not None:
+                    after()
 
-        names = [name] if len(bodies) == 1 else [f"{name}-{i}" for i in range(len(bodies))]
-        return [
-            threading.Thread(target=run, args=(body,), name=f"perception-{n}", daemon=True)
-            for n, body in zip(names, bodies, strict=True)
-        ]
+        suffix = f"-{lane.stream.name}" if lane is not None and lane.stream.name else ""
+        return threading.Thread(target=run, name=f"perception-{stage}{suffix}", daemon=True)
 
     def run(self) -> RunSummary:
-        """Run to the end of the source (or until stopped). Raises the first stage error, if any;
-        `self.summary` holds the counts either way."""
+        """Run to the end of every source (or until stopped) and return the counts of all streams together
+        (each stream's are in its `summary`). Raises a failure of the shared detector, and, with one stream,
+        that stream's failure."""
         detectors = [self.detector] + [self.detector.fork() for _ in range(self.detector.requests - 1)]
-        threads = [
-            *self._stage("grab", [self._grab], self._grabbed),
-            *self._stage("detect", [functools.partial(self._detect, d) for d in detectors], self._detected),
-            *self._stage("process", [self._process], self._processed),
-            *self._stage("sink", [self._sink], None),
+        left = [len(detectors)]
+        lock = threading.Lock()
+
+        def detect_done() -> None:  # the last detect thread to end tells every stream that nothing follows
+            with lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            for lane in self._lanes:
+                self._put(lane, lane.detected, END)
+
+        threads, sink_threads = [], []
+        for i, lane in enumerate(self._lanes):
+            threads.append(self._thread("grab", functools.partial(self._grab, i), lane))
+            threads.append(
+                self._thread(
+                    "process",
+                    functools.partial(self._process, i),
+                    lane,
+                    functools.partial(self._put, lane, lane.processed, END),
+                )
+            )
+            sink_threads.append(self._thread("sink", functools.partial(self._sink, i), lane))
+        threads += [
+            self._thread("detect", functools.partial(self._detect, d), None, detect_done) for d in detectors
         ]
         start = time.monotonic()
-        for thread in threads:
+        for thread in threads + sink_threads:
             thread.start()
         try:
-            while threads[-1].is_alive():
-                threads[-1].join(timeout=0.1)
+            for thread in sink_threads:
+                while thread.is_alive():
+                    thread.join(timeout=0.1)
         except KeyboardInterrupt:
             self.summary.interrupted = True
-            self._stop.set()
-            threads[-1].join()  # the sink stage closes the outputs; let it finish
+            self.stop()
+            for thread in sink_threads:
+                thread.join()  # the sink stages close the outputs; let them finish
         finally:
-            self._stop.set()
-            for thread in threads[:-1]:
+            self.stop()
+            for thread in threads:
                 thread.join(timeout=2.0)
-        summary = self.summary
-        summary.elapsed_s = time.monotonic() - start
-        if isinstance(self._grabbed, LatestQueue):
-            summary.frames_dropped = self._grabbed.dropped
-        summary.e2e_ms = self._e2e[: min(summary.frames_processed, self.LATENCY_SAMPLES)].tolist()
-        if self._errors:
-            raise self._errors[0]
-        return summary
+        return self._summarise(start)
+
+    def _summarise(self, start: float) -> RunSummary:
+        total = self.summary
+        end = time.monotonic()
+        total.elapsed_s = end - start
+        samples = []
+        for lane, inbox in zip(self._lanes, self._batcher.inboxes, strict=True):
+            s = lane.stream.summary
+            s.elapsed_s = (lane.ended_s or end) - start
+            s.frames_dropped, s.frames_stale = inbox.dropped, inbox.stale
+            s.interrupted = s.interrupted or total.interrupted
+            s.e2e_ms = lane.e2e_ms[: min(s.frames_processed, LATENCY_SAMPLES)].tolist()
+            samples += s.e2e_ms
+            total.frames_grabbed += s.frames_grabbed
+            total.frames_processed += s.frames_processed
+            total.frames_dropped += s.frames_dropped
+            total.frames_stale += s.frames_stale
+            total.interrupted = total.interrupted or s.interrupted
+        total.e2e_ms = samples[-LATENCY_SAMPLES:]
+        if self._error is not None:
+            raise self._error
+        if len(self._lanes) == 1 and self.streams[0].summary.error is not None:
+            raise self.streams[0].summary.error
+        return total

@@ -29,7 +29,7 @@ from perception.config import load_config
 from perception.detect import create_detector
 from perception.errors import PerceptionError
 from perception.events import ErrorEvent, SourceEvent, SourceState
-from perception.pipeline import Pipeline
+from perception.pipeline import Pipeline, Stream
 from perception.processor import build_processor
 from perception.sinks import EventLog
 from perception.sources import open_source
@@ -479,7 +479,9 @@ def test_stale_frames_are_dropped_and_counted_apart(tmp_path: Path) -> None:
     config = write_config(tmp_path / "age.yaml", "source:\n  mode: realtime\n  max_frame_age_s: 0.000001\n")
     cfg = load_config(config)
     source = open_source(str(clip), cfg.source)
-    summary = Pipeline(source, create_detector(YOLOX_ONNX, cfg), build_processor(cfg), cfg, sinks=[]).run()
+    summary = Pipeline(
+        create_detector(YOLOX_ONNX, cfg), cfg, [Stream(source, build_processor(cfg), [])]
+    ).run()
     assert summary.frames_grabbed == 25
     assert summary.frames_stale > 0 and summary.frames_processed == 0
     assert summary.frames_stale + summary.frames_dropped == summary.frames_grabbed

@@ -13,7 +13,7 @@ import pytest
 from perception.config import Config, load_config
 from perception.detect import create_detector, inference_requests
 from perception.errors import PerceptionError
-from perception.pipeline import Pipeline, StageError
+from perception.pipeline import Pipeline, StageError, Stream
 from perception.processor import build_processor
 from perception.sources import open_source
 from perception.types import Frame, FrameResult
@@ -60,7 +60,9 @@ class Recorder:
 def run_pipeline(cfg: Config, requests: int, detector=None) -> Recorder:
     detector = detector or create_detector(YOLOX_ONNX, cfg, requests)
     recorder = Recorder()
-    Pipeline(FirstFrames(HIGHWAY_CLIP, cfg, FRAMES), detector, build_processor(cfg), cfg, [recorder]).run()
+    Pipeline(
+        detector, cfg, [Stream(FirstFrames(HIGHWAY_CLIP, cfg, FRAMES), build_processor(cfg), [recorder])]
+    ).run()
     return recorder
 
 
@@ -132,6 +134,11 @@ class FailsOnFrame:
             raise PerceptionError("model inference failed (injected)")
         return self._detector.detect(image)
 
+    max_batch = 1
+
+    def detect_batch(self, images: list[np.ndarray]):
+        return [self.detect(image) for image in images]
+
     def fork(self) -> FailsOnFrame:
         return FailsOnFrame(self._detector.fork(), self._fail_at)
 
@@ -142,13 +149,8 @@ class FailsOnFrame:
 def test_a_failing_request_ends_the_run_with_its_error(small_cfg: Config) -> None:
     detector = FailsOnFrame(create_detector(YOLOX_ONNX, small_cfg, requests=2), fail_at=5)
     recorder = Recorder()
-    pipeline = Pipeline(
-        FirstFrames(HIGHWAY_CLIP, small_cfg, FRAMES),
-        detector,
-        build_processor(small_cfg),
-        small_cfg,
-        [recorder],
-    )
+    stream = Stream(FirstFrames(HIGHWAY_CLIP, small_cfg, FRAMES), build_processor(small_cfg), [recorder])
+    pipeline = Pipeline(detector, small_cfg, [stream])
     with pytest.raises(StageError, match="detect: model inference failed"):
         pipeline.run()
     assert recorder.frames == list(range(len(recorder.frames)))  # what was handed on was in order

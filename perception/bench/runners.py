@@ -15,7 +15,7 @@ import numpy as np
 from perception.config import Config
 from perception.detect import Detector
 from perception.events import Stage
-from perception.pipeline import Pipeline
+from perception.pipeline import Pipeline, Stream
 from perception.processor import build_processor
 from perception.sources import Source, open_source
 from perception.types import FrameResult
@@ -107,9 +107,8 @@ def run_pipeline(spec: str, detector: Detector, cfg: Config, limit: int | None) 
     def body(result: RunResult) -> None:
         source = _Limited(open_source(spec, cfg.source), limit)
         result.source_fps = source.fps
-        summary = Pipeline(
-            source, detector, build_processor(cfg), cfg, [_Collector(result, source.is_live)]
-        ).run()
+        stream = Stream(source, build_processor(cfg), [_Collector(result, source.is_live)])
+        summary = Pipeline(detector, cfg, [stream]).run()
         result.frames_grabbed = summary.frames_grabbed
         result.frames_dropped, result.frames_stale = summary.frames_dropped, summary.frames_stale
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +22,13 @@ class Detector(Protocol):
     layout: str  # output layout decoded: "yolox" or "ultralytics"
     requests: int  # frames it was set up to have in inference at once (threads split among them)
 
+    max_batch: int  # frames one detect_batch call may get (1: no batching)
+
     def detect(self, image: np.ndarray) -> Detections: ...
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections for several frames (the pipeline batches across streams), in order."""
+        ...
 
     def fork(self) -> Detector:
         """Another handle on the same loaded model, with its own buffers, so a second thread can run a

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class HeadDetector:
     `_release` where the runtime keeps per-request state or holds resources."""
 
     backend = ""
+    max_batch = 1  # frames a detect_batch call may get (the pipeline batches across streams up to this)
 
     def __init__(self, model_path: str | Path, cfg: Config, requests: int = 1) -> None:
         self.model_path = Path(model_path)
@@ -92,6 +93,20 @@ class HeadDetector:
         timings["inference"] = (t2 - t1) / 1e6
         timings["postprocess"] = (t3 - t2) / 1e6
         return detections
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections for several frames (from several streams), in order, with `timings_ms` summed over them.
+        One inference after another here; `max_batch` says how many a call may get."""
+        if len(images) == 1:
+            return [self.detect(images[0])]
+        totals: dict[str, float] = {}
+        out = []
+        for image in images:
+            out.append(self.detect(image))
+            for step, ms in self.timings_ms.items():
+                totals[step] = totals.get(step, 0.0) + ms
+        self.timings_ms.update(totals)
+        return out
 
     def fork(self) -> HeadDetector:
         twin = copy.copy(self)

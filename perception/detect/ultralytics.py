@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,9 @@ class UltralyticsDetector:
         self._predict(np.zeros((*cfg.input_size, 3), np.uint8))
         self.input_hw = tuple(int(v) for v in self.model.predictor.imgsz)
         is_pt = Path(str(model_path)).suffix.lower() == ".pt"
+        # A PyTorch model runs a list of frames as one batch (several streams: one GPU call); exports have
+        # the batch size they were exported with.
+        self.max_batch = 8 if is_pt else 1
         if not is_pt and not getattr(self.model.predictor.model, "metadata", None):
             raise PerceptionError(
                 f"model {model_path} is not an Ultralytics export (no Ultralytics metadata), so Ultralytics "
@@ -123,10 +126,11 @@ class UltralyticsDetector:
         # Ultralytics drops other classes after picking each box's best class, as finish_detections does.
         self._classes = np.flatnonzero(self.taxonomy.lut >= 0).tolist()
 
-    def _predict(self, image: np.ndarray):
+    def _predict(self, image: np.ndarray | list[np.ndarray]):
+        """One frame's Results, or a list of them for a list of frames."""
         cfg = self.cfg
         try:
-            return self.model.predict(
+            results = self.model.predict(
                 image,
                 imgsz=self._imgsz,
                 conf=cfg.conf_threshold,
@@ -134,7 +138,8 @@ class UltralyticsDetector:
                 max_det=cfg.max_detections,
                 classes=self._classes,
                 verbose=False,
-            )[0]
+            )
+            return results if isinstance(image, list) else results[0]
         except Exception as exc:
             raise PerceptionError(f"Ultralytics inference failed: {first_line(exc)}") from None
 
@@ -146,7 +151,14 @@ class UltralyticsDetector:
         self.model = None
 
     def detect(self, image: np.ndarray) -> Detections:
-        boxes = self._predict(image).boxes
+        return self._finish(self._predict(image).boxes)
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        if len(images) == 1:
+            return [self.detect(images[0])]
+        return [self._finish(result.boxes) for result in self._predict(list(images))]
+
+    def _finish(self, boxes) -> Detections:
         return finish_detections(
             boxes.xyxy.cpu().numpy(),
             boxes.conf.cpu().numpy(),

@@ -19,7 +19,7 @@ import numpy as np
 from perception.config import Config
 from perception.detect import create_detector
 from perception.events import FcwEvent
-from perception.pipeline import Pipeline
+from perception.pipeline import Pipeline, Stream
 from perception.processor import build_processor
 from perception.sources import open_source
 from perception.track import iou_matrix
@@ -59,7 +59,7 @@ def evaluate_ttc(video: Path, truth_csv: Path, model: str, cfg: Config) -> dict:
     source = open_source(str(video), cfg.source)
     detector = create_detector(model, cfg)
     try:
-        Pipeline(source, detector, build_processor(cfg), cfg, [collect]).run()
+        Pipeline(detector, cfg, [Stream(source, build_processor(cfg), [collect])]).run()
     finally:
         detector.close()
 
