@@ -97,6 +97,7 @@ class StartEvent(_Record):
 
     type: ClassVar[str] = "start"
     __pydantic_config__ = _FORBID
+    stream: str  # the stream's name (its output folder when a run has several)
     source: str
     live: bool
     fps: float

@@ -161,15 +161,21 @@ class EventLog:
 
 
 class DisplaySink:
-    """An OpenCV window; q or Esc stops the run."""
+    """An OpenCV window per stream; q or Esc stops the run. HighGUI is not thread-safe, and each stream's
+    sink runs on its own thread: every window call holds one lock."""
 
-    WINDOW = "perception"
+    _GUI = threading.Lock()
+
+    def __init__(self, name: str = "") -> None:
+        self.window = f"perception {name}".strip()
 
     def write(self, result: FrameResult) -> None:
-        cv2.imshow(self.WINDOW, result.frame.image)
-        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+        with self._GUI:
+            cv2.imshow(self.window, result.frame.image)
+            key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
             raise StopRequested
 
     def close(self) -> None:
-        with contextlib.suppress(cv2.error):
-            cv2.destroyWindow(self.WINDOW)
+        with self._GUI, contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.window)

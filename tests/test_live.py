@@ -125,26 +125,30 @@ def rtsp(tmp_path: Path) -> Iterator[RtspServer]:
 class Run:
     """`perception run` in the background, with its events followed as they are written."""
 
-    def __init__(self, source: str | Path, out: Path, *extra: str | Path) -> None:
+    def __init__(self, source: str | Path | list[str], out: Path, *extra: str | Path) -> None:
         self.out = out
         self.events_path = out / "events.jsonl"
         self.stderr_path = out.parent / f"{out.name}.stderr"
         out.parent.mkdir(parents=True, exist_ok=True)
         self._stderr = self.stderr_path.open("w")
-        cmd = [sys.executable, "-m", "perception.cli", "run", str(source), "--model", str(YOLOX_ONNX)]
+        sources = [str(s) for s in source] if isinstance(source, list) else [str(source)]
+        cmd = [sys.executable, "-m", "perception.cli", "run", *sources, "--model", str(YOLOX_ONNX)]
         self.proc = subprocess.Popen([*cmd, "--out", str(out), *map(str, extra)], stderr=self._stderr)
 
-    def events(self) -> list[dict]:
-        """Complete lines only: the last one may be half-written."""
-        if not self.events_path.exists():
+    def events(self, path: Path | None = None) -> list[dict]:
+        """Complete lines only: the last one may be half-written. `path`: another stream's log."""
+        path = path or self.events_path
+        if not path.exists():
             return []
-        text = self.events_path.read_text()
+        text = path.read_text()
         return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
-    def wait_for(self, what: str, predicate: Callable[[list[dict]], bool]) -> list[dict]:
+    def wait_for(
+        self, what: str, predicate: Callable[[list[dict]], bool], path: Path | None = None
+    ) -> list[dict]:
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
-            events = self.events()
+            events = self.events(path)
             if predicate(events):
                 return events
             if self.proc.poll() is not None:
@@ -538,3 +542,49 @@ def test_event_log_lines_stay_whole_with_two_writers(tmp_path: Path) -> None:
     assert len(events) == 600
     assert [e["frames"] for e in events if e["type"] == "source"] == list(range(300))
     assert [int(e["message"]) for e in events if e["type"] == "error"] == list(range(300))
+
+
+# -- several streams in one process: one dead camera never holds the others back -------------------------
+
+TWO_STREAMS_CONFIG = """
+source:
+  reconnect_attempts: 3
+  backoff_initial_s: 0.5
+  backoff_max_s: 1.0
+"""
+
+
+def test_a_dead_stream_never_holds_the_others_back(tmp_path: Path) -> None:
+    """Two RTSP streams share one detector; one server dies and stays dead: the other keeps delivering
+    processed frames all through the first one's outage, and each ends with its own `end` line."""
+    with rtsp_server(tmp_path / "a.log") as a, rtsp_server(tmp_path / "b.log") as b:
+        a.start()
+        b.start()
+        config = write_config(tmp_path / "two.yaml", TWO_STREAMS_CONFIG)
+        out = tmp_path / "out"
+        run = Run([a.url, b.url], out, "--config", config)
+        name_a, name_b = f"127.0.0.1_{a.port}_live", f"127.0.0.1_{b.port}_live"
+        run.events_path, b_log = out / name_a / "events.jsonl", out / name_b / "events.jsonl"
+        try:
+            run.wait_for("frames on a", lambda ev: len(frames_of(ev)) >= 10)
+            run.wait_for("frames on b", lambda ev: len(frames_of(ev)) >= 10, b_log)
+            a.kill()
+            stalled = run.wait_for("a stalled", lambda ev: len(health(ev, "stalled")) > 0)
+            stalled_ns = health(stalled, "stalled")[0]["at_ns"]
+            during = run.wait_for(
+                "frames on b while a is down",
+                lambda ev: len([f for f in frames_of(ev) if f["capture_ns"] > stalled_ns]) >= 50,
+                b_log,
+            )
+            assert health(run.events(), "recovered") == []  # a was down all along
+            assert health(during, "stalled") == []
+            b.kill()
+            code, stderr = run.finish()
+        finally:
+            run.kill()
+    assert code == 0, stderr  # giving up on streams ends the run normally
+    for name in (name_a, name_b):
+        events = read_events(out / name / "events.jsonl")
+        assert events[0]["type"] == "start" and events[0]["stream"] == name
+        assert health(events, "gave_up") and events[-1]["type"] == "end" and events[-1]["status"] == "ok"
+    assert f"{name_a}: source stalled" in stderr and "all 2 streams" in stderr

@@ -1,0 +1,108 @@
+"""Which streams a run has: the sources on the command line, or a streams file, each with its name.
+
+A streams file (`perception run --streams FILE.yaml`) lists one entry per stream:
+
+    streams:
+      - source: rtsp://10.0.0.5/front        # required: anything `perception run` takes as a source
+        name: front                          # optional: output folder OUT/<name>/ (default: from the source)
+        camera: dashcam                      # optional: camera profile (configs/cameras/ or a path)
+        mode: realtime                       # optional, files only: fast | realtime
+        fps: 10                              # optional, image folders only
+
+Names are the source's file stem (or folder name, camera index, URL path), made unique with -2, -3, ...
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from perception.errors import PerceptionError
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    source: str
+    camera: str | None = None  # camera profile, None: the config's
+    mode: Literal["fast", "realtime"] | None = None  # None: the config's
+    fps: float | None = None
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    source: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    camera: Annotated[str, Field(min_length=1)] | None = None
+    mode: Literal["fast", "realtime"] | None = None
+    fps: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    streams: Annotated[list[_Entry], Field(min_length=1)]
+
+
+def stream_name(source: str) -> str:
+    """A folder-safe name from a source: file stem, folder name, `camera0`, or a URL's host and path."""
+    if source.isdigit():
+        return f"camera{source}"
+    if "://" in source:
+        url = urlsplit(source)
+        parts = [url.hostname or "stream", str(url.port or ""), Path(url.path).stem]
+        text = "_".join(p for p in parts if p)
+    else:
+        path = Path(source)
+        text = path.stem if path.suffix else path.name
+        if text == "img1":  # a MOTChallenge sequence: named by its folder
+            text = path.resolve().parent.name
+    return _SAFE.sub("_", text).strip("._") or "stream"
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    if len(set(out)) != len(out):  # a -2 suffix that a user's own name already had
+        raise PerceptionError(f"stream names are not unique: {', '.join(out)}")
+    return out
+
+
+def read_streams_file(path: Path) -> list[StreamSpec]:
+    if not path.is_file():
+        raise PerceptionError(f"streams file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        parsed = _File.model_validate(data)
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise PerceptionError(f"streams file {path}: not UTF-8 YAML ({type(exc).__name__})") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise PerceptionError(f"streams file {path}: {key}: {err['msg']}") from None
+    names = _unique([e.name or stream_name(e.source) for e in parsed.streams])
+    return [
+        StreamSpec(n, e.source, e.camera, e.mode, e.fps) for n, e in zip(names, parsed.streams, strict=True)
+    ]
+
+
+def stream_specs(sources: list[str], streams_file: Path | None, fps: float | None) -> list[StreamSpec]:
+    """The run's streams, from the command line's sources or a streams file (not both)."""
+    if streams_file is not None:
+        if sources:
+            raise PerceptionError("give sources on the command line or --streams FILE, not both")
+        return read_streams_file(streams_file)
+    if not sources:
+        raise PerceptionError("no source: give one or more sources, or --streams FILE")
+    names = _unique([stream_name(s) for s in sources])
+    return [StreamSpec(n, s, fps=fps) for n, s in zip(names, sources, strict=True)]
