@@ -25,7 +25,6 @@ class LoadedModel:
     """What a runtime reports once it has loaded a model: all the skeleton needs to set up the rest."""
 
     input_hw: tuple[int, int]  # the size frames are letterboxed to
-    output_shape: list[int | None]  # the output's dimensions, None where dynamic
     metadata: Mapping[str, object] = field(default_factory=dict)  # as the export stored it (metadata.py)
     layout: str | None = None  # a layout the model's own files record (a TensorRT plan's sidecar)
     tensor: np.ndarray | None = None  # the runtime's own float32 input buffer (TensorRT: pinned memory)
@@ -44,7 +43,14 @@ class HeadDetector:
         self.cfg = cfg.detector
         self.requests = requests
         self.timings_ms: dict[str, float] = {}  # the last detect() by step, for benchmarks
-        model = self._load(self.model_path, cfg)
+        try:
+            self._set_up(self._load(self.model_path, cfg), cfg)
+        except BaseException:
+            self._release()  # a model that cannot be used gives back what it took (GPU memory) at once
+            raise
+
+    def _set_up(self, model: LoadedModel, cfg: Config) -> None:
+        """Recognise the layout on a first run, then build the decoder and taxonomy, then warm up."""
         self.input_hw = model.input_hw
         meta = ModelMetadata.parse(model.metadata)
         # The first run (on a blank frame) shows the real output, which the layout is recognised from.

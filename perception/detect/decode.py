@@ -91,8 +91,8 @@ def decode_end2end(
     return raw[keep, :4], raw[keep, 4], class_ids[keep]
 
 
-def detect_layout(output_shape: Sequence[int | str | None], num_classes: int | None = None) -> str:
-    """Tell the layout from the output shape: the class axis is the short one (5 + nc or 4 + nc)."""
+def check_output_shape(output_shape: Sequence[int]) -> None:
+    """Refuse an output no layout has: 3 dimensions, the class axis the short one (5 + nc or 4 + nc)."""
     if len(output_shape) != 3:
         raise PerceptionError(f"unsupported model output shape {list(output_shape)}: expected 3 dimensions")
     dim1, dim2 = output_shape[1], output_shape[2]
@@ -102,9 +102,9 @@ def detect_layout(output_shape: Sequence[int | str | None], num_classes: int | N
                 f"unsupported model output shape {list(output_shape)}: too few columns for "
                 "N x A x (5+nc) (YOLOX) or 1 x (4+nc) x A (Ultralytics)"
             )
-        return "yolox"
+        return
     if isinstance(dim1, int) and dim1 >= 5:
-        return "ultralytics"
+        return
     raise PerceptionError(
         f"unsupported model output shape {list(output_shape)}: expected N x A x (5+nc) (YOLOX) "
         "or 1 x (4+nc) x A (Ultralytics)"
@@ -141,7 +141,7 @@ def choose_layout(
         raise PerceptionError(f"model task {meta.task!r}: only detection models (task detect) are supported")
     if meta.end2end:
         return "end2end", f"{meta.describe()}: end2end is true"
-    detect_layout(shape)  # refuses shapes no layout has
+    check_output_shape(shape)
     _, rows, cols = shape
     if rows < cols:
         return "ultralytics", f"output {shape} is 1 x (4 + classes) x anchors; {meta.describe()}"

@@ -85,7 +85,6 @@ class OpenVinoDetector(HeadDetector):
                 raise PerceptionError(
                     f"model {path}: cannot set input 1 x 3 x {input_hw[0]} x {input_hw[1]}: {first_line(exc)}"
                 ) from None
-        out_shape = _static_dims(model.output(0).get_partial_shape())
 
         properties: dict[str, object] = {"PERFORMANCE_HINT": det.openvino_hint}
         if self.requests > 1:  # one stream per request, the cores split among them
@@ -100,7 +99,7 @@ class OpenVinoDetector(HeadDetector):
             raise PerceptionError(
                 f"cannot compile model {path} for OpenVINO device {det.openvino_device}: {first_line(exc)}"
             ) from None
-        return LoadedModel(input_hw=input_hw, output_shape=out_shape, metadata=_metadata(source, model))
+        return LoadedModel(input_hw=input_hw, metadata=_metadata(source, model))
 
     def _new_request(self) -> None:
         self._request = self.compiled.create_infer_request()

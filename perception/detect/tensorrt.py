@@ -96,7 +96,6 @@ class TensorRTDetector(HeadDetector):
         direct = self._host_in.dtype == np.float32
         return LoadedModel(
             input_hw=input_hw,
-            output_shape=list(self._host_out.shape),
             # A plan built here: its sidecar's names and layout; an Ultralytics .engine: its header.
             metadata={"names": info.class_names} if info is not None else meta,
             layout=info.layout if info is not None else None,
