@@ -1,6 +1,8 @@
 """The detector's own commands, added to `perception` by cli.py:
 
-- `perception detect IMAGE_OR_DIR`: detections printed and drawn, the first check a user runs on a model;
+- `perception detect IMAGE_OR_DIR`: detections printed and drawn, the first check a user runs on a model
+  (with every configured extra detector beside it);
+- `perception eval-det IMAGES --gt FILE --format F`: precision, recall, AP50 against ground truth;
 - `perception build-engine MODEL.onnx`: a TensorRT plan (and INT8 calibration) into the engine folder;
 - `perception export MODEL.pt`: Ultralytics export to ONNX or OpenVINO, for the other backends.
 """

@@ -1,4 +1,8 @@
-"""Detection stage: an image in, `Detections` in frame pixels and driving labels out."""
+"""Detection stage: an image in, `Detections` in frame pixels and driving labels out.
+
+By question: `preprocess` (letterbox), `decode` (layouts, NMS), `labels` (names, taxonomy), `metadata` (what
+an export says), `backend` (the skeleton runtimes fill), one module per runtime, `extra` (more detectors).
+"""
 
 from __future__ import annotations
 
