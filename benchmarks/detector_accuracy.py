@@ -12,9 +12,10 @@ Data (from ../shared or $PERCEPTION_ASSETS):
   moderate, Person_sitting and Cyclist for pedestrians, Misc for vehicles, DontCare regions.
 
 Each model runs at each of its input sizes through the project's own detector (what `perception run`
-uses), with the config's score threshold lowered to the smallest threshold reported; a detection counts
-at threshold t if its score is >= t. Matching is greedy by score, one detection per ground-truth box; an
-unmatched detection with IoU >= 0.5 with an ignored box, or lying at least half inside one, is ignored.
+uses), with the config's score threshold lowered to 0.001; a detection counts at threshold t if its score
+is >= t, and AP50 (all-point) is over every detection. Scoring is perception.eval.detection's (as
+`perception eval-det`): greedy by score, one detection per ground-truth box; an unmatched detection with
+IoU >= 0.5 with an ignored box, or lying at least half inside one, is ignored.
 """
 
 from __future__ import annotations
@@ -31,21 +32,14 @@ import numpy as np
 
 from perception.config import Config, load_config
 from perception.detect import create_detector
+from perception.eval.detection import average_precision, match_image, read_kitti
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 IOU_THRESHOLD = 0.5
+AP_CONF_THRESHOLD = 0.001
 MOT_VISIBILITY = 0.5
 MOT_PEDESTRIAN, MOT_CAR = 1, 3
 MOT_PERSON_DISTRACTORS = (2, 7, 8, 12)
-KITTI_MIN_HEIGHT, KITTI_MAX_OCCLUSION, KITTI_MAX_TRUNCATION = 25.0, 1, 0.3
-KITTI_SCORED = {
-    "Pedestrian": "pedestrian",
-    "Car": "vehicle",
-    "Van": "vehicle",
-    "Truck": "vehicle",
-    "Tram": "vehicle",
-}
-KITTI_IGNORED = {"Person_sitting": "pedestrian", "Cyclist": "pedestrian", "Misc": "vehicle"}
 CLASSES = ("pedestrian", "vehicle")
 
 # (name, model path under ASSETS, backend, input sizes). The YOLOv8n INT8 IR has a fixed 640x640 input:
@@ -55,6 +49,9 @@ MODELS = [
     ("YOLOX-Nano", "models/yolox_nano.onnx", "openvino", [(448, 800)]),
     ("YOLOv8n INT8", "models/yolov8n_int8_openvino_model", "openvino", [(640, 640)]),
     ("YOLOv8n INT8", "models/yolov8n_int8_openvino_model", "ultralytics", [(640, 640)]),
+    ("YOLO11n INT8", "models/yolo11n_int8_openvino_model", "openvino", [(640, 640)]),
+    ("YOLO26n INT8", "models/yolo26n_int8.onnx", "onnxruntime", [(640, 640)]),
+    ("YOLO26n INT8", "models/yolo26n_int8.onnx", "openvino", [(640, 640)]),
 ]
 
 
@@ -97,68 +94,18 @@ def mot17_frames(root: Path) -> list[Frame]:
 
 
 def kitti_frames(root: Path) -> list[Frame]:
-    frames = []
-    for label_file in sorted((root / "label_2").glob("*.txt")):
-        boxes = {c: [] for c in CLASSES}
-        ignore = {c: [] for c in CLASSES}
-        for line in label_file.read_text().splitlines():
-            f = line.split()
-            kind, truncated, occluded = f[0], float(f[1]), int(f[2])
-            box = [float(v) for v in f[4:8]]
-            moderate = (
-                box[3] - box[1] >= KITTI_MIN_HEIGHT
-                and occluded <= KITTI_MAX_OCCLUSION
-                and truncated <= KITTI_MAX_TRUNCATION
-            )
-            if kind in KITTI_SCORED:
-                (boxes if moderate else ignore)[KITTI_SCORED[kind]].append(box)
-            elif kind in KITTI_IGNORED:
-                ignore[KITTI_IGNORED[kind]].append(box)
-            elif kind == "DontCare":
-                for c in CLASSES:
-                    ignore[c].append(box)
-        as_array = {c: np.array(v, np.float64).reshape(-1, 4) for c, v in boxes.items()}
-        as_ignore = {c: np.array(v, np.float64).reshape(-1, 4) for c, v in ignore.items()}
-        image = root / "image_2" / f"{label_file.stem}.png"
-        frames.append(Frame("KITTI", image, as_array, as_ignore))
-    return frames
-
-
-def _overlaps(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N, M) IoU and intersection over a's area."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / (area_a[:, None] + area_b[None, :] - inter), inter / area_a[:, None]
-
-
-def score_frame(boxes: np.ndarray, scores: np.ndarray, gt: np.ndarray, ignore: np.ndarray) -> np.ndarray:
-    """Per detection, best first: 1 true positive, 0 false positive, -1 ignored."""
-    order = np.argsort(-scores, kind="stable")
-    boxes = boxes[order]
-    outcome = np.zeros(len(boxes), np.int8)
-    iou_gt = _overlaps(boxes, gt)[0] if len(gt) and len(boxes) else np.zeros((len(boxes), 0))
-    if len(ignore) and len(boxes):
-        iou_ign, inside = _overlaps(boxes, ignore)
-        on_ignored = ((iou_ign >= IOU_THRESHOLD) | (inside >= 0.5)).any(1)
-    else:
-        on_ignored = np.zeros(len(boxes), bool)
-    taken = np.zeros(len(gt), bool)
-    for i in range(len(boxes)):
-        candidates = np.where(taken, -1.0, iou_gt[i]) if len(gt) else np.zeros(0)
-        j = int(np.argmax(candidates)) if len(candidates) else -1
-        if j >= 0 and candidates[j] >= IOU_THRESHOLD:
-            taken[j] = True
-            outcome[i] = 1
-        elif on_ignored[i]:
-            outcome[i] = -1
-    result = np.empty_like(outcome)
-    result[order] = outcome
-    return result
+    """KITTI's moderate level, as `perception eval-det --format kitti` scores it."""
+    stems = [p.stem for p in sorted((root / "label_2").glob("*.txt"))]
+    truth = read_kitti(root / "label_2", stems)
+    return [
+        Frame(
+            "KITTI",
+            root / "image_2" / f"{stem}.png",
+            {c: truth[stem].of(c)[0] for c in CLASSES},
+            {c: truth[stem].of(c)[1] for c in CLASSES},
+        )
+        for stem in stems
+    ]
 
 
 def evaluate(
@@ -175,19 +122,32 @@ def evaluate(
     detector = create_detector(model, run_cfg)
     labels = cfg.labels
     per: dict[tuple[str, str], dict] = {}
+    try:
+        _collect(detector, frames, labels, per)
+    finally:
+        detector.close()
+    return per
+
+
+def _collect(detector, frames: list[Frame], labels: list[str], per: dict) -> None:
     for frame in frames:
         image = cv2.imread(str(frame.path))
         det = detector.detect(image)
         for cls in CLASSES:
             mine = det.label_ids == labels.index(cls)
-            outcome = score_frame(
+            outcome = match_image(
                 det.boxes_xyxy[mine].astype(np.float64), det.scores[mine], frame.boxes[cls], frame.ignore[cls]
             )
             entry = per.setdefault((frame.dataset, cls), {"scores": [], "outcomes": [], "gt": 0})
             entry["scores"].append(det.scores[mine])
             entry["outcomes"].append(outcome)
             entry["gt"] += len(frame.boxes[cls])
-    return per
+
+
+def ap50(entry: dict) -> float:
+    scores = np.concatenate(entry["scores"]) if entry["scores"] else np.zeros(0)
+    outcomes = np.concatenate(entry["outcomes"]) if entry["outcomes"] else np.zeros(0, np.int8)
+    return average_precision(scores, outcomes, entry["gt"])
 
 
 def metrics(entry: dict, threshold: float) -> dict:
@@ -211,7 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.config)
     frames = mot17_frames(ASSETS / "mot" / "MOT17-mini") + kitti_frames(ASSETS / "kitti")
-    lowest = min(args.thresholds)
+    lowest = min(*args.thresholds, AP_CONF_THRESHOLD)  # AP over every detection down to this score
 
     rows = []
     for name, rel, backend, sizes in MODELS:
@@ -225,6 +185,7 @@ def main() -> None:
                     "dataset": dataset,
                     "class": cls,
                     "gt": entry["gt"],
+                    "ap50": round(ap50(entry), 4),
                 }
                 for t in args.thresholds:
                     row[f"@{t:g}"] = metrics(entry, t)
@@ -238,14 +199,15 @@ def main() -> None:
         f"frames: MOT17-mini {counts['MOT17-mini']} (7 sequences), KITTI {counts['KITTI']}; "
         f"IoU {IOU_THRESHOLD}"
     )
-    head = "| model | backend | input | data | class | gt | " + " | ".join(
+    head = "| model | backend | input | data | class | gt | AP50 | " + " | ".join(
         f"recall @{t:g} | precision @{t:g}" for t in args.thresholds
     )
     print(head + " |")
-    print("|" + "---|" * (6 + 2 * len(args.thresholds)))
+    print("|" + "---|" * (7 + 2 * len(args.thresholds)))
     order = {"MOT17-mini": 0, "KITTI": 1}
+    rank = {name: i for i, (name, *_rest) in reversed(list(enumerate(MODELS)))}  # first listing wins
     for row in sorted(
-        rows, key=lambda r: (r["model"], r["input"], r["backend"], order[r["dataset"]], r["class"])
+        rows, key=lambda r: (rank[r["model"]], r["input"], r["backend"], order[r["dataset"]], r["class"])
     ):
         cells = []
         for t in args.thresholds:
@@ -253,7 +215,7 @@ def main() -> None:
             cells.append(f"{m['recall']:.3f} ({m['tp']}) | {m['precision']:.3f} ({m['fp']} FP)")
         print(
             f"| {row['model']} | {row['backend']} | {row['input']} | {row['dataset']} | {row['class']} | "
-            f"{row['gt']} | " + " | ".join(cells) + " |"
+            f"{row['gt']} | {row['ap50']:.3f} | " + " | ".join(cells) + " |"
         )
 
 

@@ -8,7 +8,7 @@ Validation happens once, at load, and names the offending key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,6 +27,11 @@ DEFAULT_CLASSES: dict[str, tuple[str, ...]] = {
     "traffic_sign": ("stop sign",),
     "obstacle": ("fire hydrant", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow"),
 }
+
+
+# Detector output layouts (perception/detect/decode.py): YOLOX raw heads, YOLOv5/v7, YOLOv8/11, NMS-free.
+Layout = Literal["yolox", "yolov5", "ultralytics", "end2end"]
+LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
 class _Strict(BaseModel):
@@ -74,7 +79,7 @@ class PipelineConfig(_Strict):
 class DetectorConfig(_Strict):
     backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"] = "auto"
     default_model: Annotated[str, Field(min_length=1)] = "yolo11n.pt"
-    layout: Literal["auto", "yolox", "ultralytics"] = "auto"
+    layout: Literal["auto"] | Layout = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] = (
         448,
@@ -96,6 +101,40 @@ class DetectorConfig(_Strict):
     @classmethod
     def _multiple_of_32(cls, size: tuple[int, int]) -> tuple[int, int]:
         if size[0] % 32 or size[1] % 32:
+            raise ValueError(f"height and width must be multiples of 32, got {list(size)}")
+        return size
+
+
+def _check_taxonomy(classes: dict[str, list[str]]) -> dict[str, list[str]]:
+    if not classes:
+        raise ValueError("at least one label is needed")
+    seen: dict[str, str] = {}
+    for label, names in classes.items():
+        for name in names:
+            if name in seen:
+                raise ValueError(f"class {name!r} is listed under both {seen[name]!r} and {label!r}")
+            seen[name] = label
+    return classes
+
+
+class ExtraDetectorConfig(_Strict):
+    """One more model run on the frames, with its own taxonomy; unset keys come from `detector`."""
+
+    model: Annotated[str, Field(min_length=1)]
+    classes: dict[str, list[str]]
+    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"] | None = None
+    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None = (
+        None
+    )
+    conf_threshold: Fraction | None = None
+    every_n_frames: Annotated[int, Field(ge=1, le=1000)] = 1
+
+    _taxonomy = field_validator("classes")(classmethod(lambda cls, v: _check_taxonomy(v)))
+
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, size: tuple[int, int] | None) -> tuple[int, int] | None:
+        if size is not None and (size[0] % 32 or size[1] % 32):
             raise ValueError(f"height and width must be multiples of 32, got {list(size)}")
         return size
 
@@ -198,23 +237,17 @@ class Config(_Strict):
     fcw: FCWConfig = Field(default_factory=FCWConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
+    extra_detectors: list[ExtraDetectorConfig] = Field(default_factory=list)
 
-    @field_validator("classes")
-    @classmethod
-    def _non_empty_taxonomy(cls, classes: dict[str, list[str]]) -> dict[str, list[str]]:
-        if not classes:
-            raise ValueError("at least one label is needed")
-        seen: dict[str, str] = {}
-        for label, names in classes.items():
-            for name in names:
-                if name in seen:
-                    raise ValueError(f"class {name!r} is listed under both {seen[name]!r} and {label!r}")
-                seen[name] = label
-        return classes
+    _taxonomy = field_validator("classes")(classmethod(lambda cls, v: _check_taxonomy(v)))
 
     @property
     def labels(self) -> list[str]:
-        return list(self.classes)
+        """Every label a detection can have: the taxonomy's, then new ones the extra detectors bring."""
+        labels = list(self.classes)
+        for extra in self.extra_detectors:
+            labels += [label for label in extra.classes if label not in labels]
+        return labels
 
 
 def default_config_path() -> Path:
@@ -252,13 +285,26 @@ def _merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> di
     return merged
 
 
+def _key(loc: tuple[str | int, ...]) -> str:
+    """A pydantic location as the YAML key a user types: `extra_detectors[0].model`."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else f"{'.' if key else ''}{part}"
+    return key
+
+
 def _format_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"])
+    errors = exc.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:  # a misspelt key explains the missing one beside it: name it first
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"unknown config key: {_key(unknown[0]['loc'])}{more}"
+    err = errors[0]
+    key = _key(err["loc"])
     value = err.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     msg = err["msg"].removeprefix("Value error, ")
+    shown = "" if isinstance(value, dict) or "got " in msg else f" (got {value!r})"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{key + ': ' if key else ''}{msg}{shown}{more}"
 
 

@@ -1,6 +1,8 @@
 """The detector's own commands, added to `perception` by cli.py:
 
-- `perception detect IMAGE_OR_DIR`: detections printed and drawn, the first check a user runs on a model;
+- `perception detect IMAGE_OR_DIR`: detections printed and drawn, the first check a user runs on a model
+  (with every configured extra detector beside it);
+- `perception eval-det IMAGES --gt FILE --format F`: precision, recall, AP50 against ground truth;
 - `perception build-engine MODEL.onnx`: a TensorRT plan (and INT8 calibration) into the engine folder;
 - `perception export MODEL.pt`: Ultralytics export to ONNX or OpenVINO, for the other backends.
 """
@@ -8,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,12 +20,16 @@ import numpy as np
 
 from perception.config import Config, load_config
 from perception.detect import BACKENDS, Detector, create_detector, resolve_backend
+from perception.detect.extra import ExtraDetector, create_extra_detectors, merge_detections, run_class_names
+from perception.detect.labels import ALL_CLASSES, describe_dropped
 from perception.errors import PerceptionError
+from perception.eval.detection import FORMATS, GroundTruth, evaluate
 from perception.sinks import LABEL_COLOURS
 from perception.sources import IMAGE_SUFFIXES
 from perception.types import Detections
 
-COMMANDS = ("detect", "build-engine", "export")
+COMMANDS = ("detect", "eval-det", "build-engine", "export")
+AP_CONF_THRESHOLD = 0.001  # eval-det keeps detections down to this score for AP (as YOLO val does)
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -52,6 +59,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     detect.add_argument("--config", help="YAML overriding configs/default.yaml")
     detect.add_argument("--out", type=Path, help="folder for the drawn images (default: out/detect)")
 
+    ev = commands.add_parser(
+        "eval-det", help="score the detector against ground truth: precision, recall, AP50 per class"
+    )
+    ev.add_argument("images", type=Path, help="an image, or a folder of images")
+    ev.add_argument("--gt", required=True, type=Path, help="ground truth: GTSDB gt.txt, or a labels folder")
+    ev.add_argument("--format", required=True, choices=FORMATS, help="ground-truth format")
+    ev.add_argument("--model", required=True, help="detector model")
+    add_backend_argument(ev)
+    ev.add_argument("--config", help="YAML overriding configs/default.yaml")
+    ev.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+
     build = commands.add_parser("build-engine", help="build a TensorRT plan from an ONNX model (NVIDIA GPU)")
     build.add_argument("model", type=Path, help="ONNX model")
     precision = build.add_mutually_exclusive_group()
@@ -80,6 +98,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.command == "detect":
         return _detect(args)
+    if args.command == "eval-det":
+        return _eval_det(args)
     if args.command == "build-engine":
         return _build_engine(args)
     return _export(args)
@@ -97,6 +117,15 @@ def _image_files(target: Path) -> list[Path]:
     if not files:
         raise PerceptionError(f"no images in {target} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
+
+
+def report_detector(detector: Detector, name: str = "") -> None:
+    """Once at start, on stderr: which layout was decoded and why, and the classes the taxonomy drops."""
+    prefix = f"perception: {name + ': ' if name else ''}"
+    print(f"{prefix}layout {detector.layout}: {detector.layout_reason}", file=sys.stderr)
+    dropped = describe_dropped(detector.dropped_classes, detector.class_names)
+    if dropped:
+        print(f"{prefix}{dropped}", file=sys.stderr)
 
 
 def draw_detections(image: np.ndarray, det: Detections, labels: list[str], class_names: list[str]) -> None:
@@ -123,29 +152,41 @@ def _detect(args: argparse.Namespace) -> int:
     cfg = _config(args)
     files = _image_files(args.images)
     model = args.model or cfg.detector.default_model
+    out = args.out or Path("out") / "detect"
     detector = create_detector(model, cfg)
     try:
-        _detect_files(detector, files, args.out or Path("out") / "detect", cfg.labels, model)
+        print(
+            f"perception: {Path(model).name} [{detector.backend}, {detector.layout}, "
+            f"{detector.input_hw[0]}x{detector.input_hw[1]}] on {len(files)} image(s) -> {out}",
+            file=sys.stderr,
+        )
+        report_detector(detector)
+        extras = create_extra_detectors(cfg, detector)
+        try:
+            for extra in extras:
+                report_detector(extra.detector, extra.name)
+            _detect_files(detector, extras, files, out, cfg.labels)
+        finally:
+            for extra in extras:
+                extra.close()
     finally:
         detector.close()
     return 0
 
 
-def _detect_files(detector: Detector, files: list[Path], out: Path, labels: list[str], model: str) -> int:
-    """Detect, print and draw each image; the number of detections."""
+def _detect_files(
+    detector: Detector, extras: list[ExtraDetector], files: list[Path], out: Path, labels: list[str]
+) -> None:
+    """Detect (the main model and every extra one), print and draw each image."""
     out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"perception: {Path(model).name} [{detector.backend}, {detector.layout}, "
-        f"{detector.input_hw[0]}x{detector.input_hw[1]}] on {len(files)} image(s) -> {out}",
-        file=sys.stderr,
-    )
+    class_names = run_class_names(detector, extras)
     total = 0
     for path in files:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise PerceptionError(f"cannot read image {path}")
         started = time.perf_counter()
-        det = detector.detect(image)
+        det = merge_detections([detector.detect(image), *(extra.detect(image) for extra in extras)])
         elapsed_ms = (time.perf_counter() - started) * 1e3
         total += len(det)
         h, w = image.shape[:2]
@@ -154,12 +195,72 @@ def _detect_files(detector: Detector, files: list[Path], out: Path, labels: list
             det.boxes_xyxy, det.scores, det.class_ids, det.label_ids, strict=True
         ):
             coords = ", ".join(f"{v:.1f}" for v in box.tolist())
-            print(f"  {labels[label_id]:<13} {detector.class_names[class_id]:<14} {score:.2f}  [{coords}]")
-        draw_detections(image, det, labels, detector.class_names)
+            print(f"  {labels[label_id]:<13} {class_names[class_id]:<14} {score:.2f}  [{coords}]")
+        draw_detections(image, det, labels, class_names)
         if not cv2.imwrite(str(out / path.name), image):
             raise PerceptionError(f"cannot write {out / path.name}")
     print(f"perception: {len(files)} image(s), {total} detections -> {out}", file=sys.stderr)
-    return total
+
+
+# ---------------------------------------------------------------- eval-det
+
+
+def _eval_det(args: argparse.Namespace) -> int:
+    """GTSDB and YOLO ground truth name the model's own class ids: every class is scored (taxonomy
+    `{object: ["*"]}`, one NMS across classes, as an extra detector with "*" runs). KITTI names object
+    types: scored as the config's driving labels. Precision and recall at the config's conf_threshold; AP
+    over every detection down to AP_CONF_THRESHOLD."""
+    cfg = _config(args)
+    files = _image_files(args.images)
+    conf = cfg.detector.conf_threshold
+    low = cfg.detector.model_copy(update={"conf_threshold": min(conf, AP_CONF_THRESHOLD)})
+    update: dict = {"detector": low}
+    if args.format != "kitti":
+        update["classes"] = {"object": [ALL_CLASSES]}
+    truth = GroundTruth(args.gt, args.format, files)  # read (and checked) before the model loads
+    detector = create_detector(args.model, cfg.model_copy(update=update))
+    try:
+        print(
+            f"perception: {Path(args.model).name} [{detector.backend}, {detector.layout}, "
+            f"{detector.input_hw[0]}x{detector.input_hw[1]}] on {len(files)} image(s), {args.format} "
+            f"ground truth {args.gt}",
+            file=sys.stderr,
+        )
+        report_detector(detector)
+        scores = evaluate(detector, files, truth, cfg.labels)
+    finally:
+        detector.close()
+    names = None if args.format == "kitti" else class_keys(detector.class_names)
+    result = {"model": str(args.model), "format": args.format, **scores.result(conf, names)}
+    print(json.dumps(result) if args.json else format_scores(result))
+    return 0
+
+
+def class_keys(class_names: list[str]) -> dict[int, str]:
+    """Class id -> the name it is reported under; a name the model repeats gets its id too."""
+    repeated = {n for n in class_names if class_names.count(n) > 1}
+    return {i: f"{n} [{i}]" if n in repeated else n for i, n in enumerate(class_names)}
+
+
+def format_scores(result: dict) -> str:
+    def cell(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = [
+        f"{result['images']} images, {result['gt']} ground-truth boxes, IoU {result['iou_threshold']:g}, "
+        f"precision/recall at score >= {result['conf_threshold']:g}",
+        f"{'class':<40} {'gt':>4} {'tp':>4} {'fp':>4} {'precision':>9} {'recall':>7} {'AP50':>6}",
+    ]
+    for name, m in result["per_class"].items():
+        lines.append(
+            f"{name:<40} {m['gt']:>4} {m['tp']:>4} {m['fp']:>4} {cell(m['precision']):>9} "
+            f"{cell(m['recall']):>7} {cell(m['ap50']):>6}"
+        )
+    lines.append(
+        f"{'all':<40} {result['gt']:>4} {result['tp']:>4} {result['fp']:>4} "
+        f"{cell(result['precision']):>9} {cell(result['recall']):>7} {cell(result['ap50']):>6}"
+    )
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- build-engine, export

@@ -416,3 +416,51 @@ def test_every_backend_closes_once(cfg: Config, highway_frame: np.ndarray) -> No
         detector.close()
         assert getattr(detector, held) is None, detector.backend
         detector.close()
+
+
+# ---------------------------------------------------------------- bus.jpg: our decoding against Ultralytics'
+
+
+def _bus() -> Path:
+    from perception.detect.ultralytics import load_ultralytics
+
+    return Path(load_ultralytics().__file__).parent / "assets" / "bus.jpg"
+
+
+@pytest.mark.parametrize(
+    "model", [ASSETS / "models" / "yolo26n_int8.onnx", ASSETS / "models" / "yolo11n_int8_openvino_model"]
+)
+def test_bus_and_four_people_as_ultralytics_predicts_them(cfg: Config, model: Path) -> None:
+    """Our letterbox and decoder (end-to-end head on ONNX Runtime, YOLO11 head on OpenVINO in fp32) against
+    Ultralytics' `predict` on the same file: the same boxes, IoU >= 0.9, same classes."""
+    from perception.detect.ultralytics import load_ultralytics
+
+    conf = 0.3
+    ours = create_detector(model, with_detector(cfg, precision="fp32", conf_threshold=conf))
+    det = ours.detect(cv2.imread(str(_bus())))
+    names = [ours.class_names[c] for c in det.class_ids]
+    assert sorted(names) == ["bus", "person", "person", "person", "person"], names
+
+    result = (
+        load_ultralytics().YOLO(str(model), task="detect").predict(str(_bus()), conf=conf, verbose=False)[0]
+    )
+    theirs = result.boxes.xyxy.cpu().numpy()
+    their_names = [result.names[int(c)] for c in result.boxes.cls.cpu().numpy()]
+    assert sorted(their_names) == sorted(names)
+    iou = iou_matrix(det.boxes_xyxy, theirs)
+    same_class = np.array(names)[:, None] == np.array(their_names)[None, :]
+    best = (iou * same_class).max(1)
+    assert np.all(best >= 0.9), best
+    assert np.all((iou * same_class).max(0) >= 0.9)
+
+
+@pytest.mark.parametrize("model", ["yolo26n_int8.onnx", "yolo11n_int8_openvino_model"])
+def test_detect_command_on_bus_with_current_exports(tmp_path: Path, model: str) -> None:
+    proc = _run(
+        "-m", "perception.cli", "detect", _bus(), "--model", ASSETS / "models" / model, "--out", tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith(" ")]
+    confident = [r[1] for r in rows if float(r[2]) >= 0.3]
+    assert sorted(confident) == ["bus", "person", "person", "person", "person"], proc.stdout
+    assert "perception: layout " in proc.stderr and "are dropped: airplane" in proc.stderr

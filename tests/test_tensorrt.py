@@ -23,7 +23,7 @@ import pytest
 from perception.config import Config
 from perception.detect import create_detector
 from perception.detect.calibration import CalibrationSet, calibration_cache_path
-from perception.detect.decode import HeadDecoder
+from perception.detect.decode import HeadDecoder, choose_layout
 from perception.detect.engine_build import prepare_build
 from perception.detect.engine_files import (
     GpuInfo,
@@ -40,6 +40,7 @@ from perception.detect.engine_files import (
 )
 from perception.detect.gpu import tensorrt_available
 from perception.detect.labels import COCO_NAMES, class_names_from
+from perception.detect.metadata import ModelMetadata
 from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
@@ -296,6 +297,31 @@ def test_build_request_for_yolox(cfg: Config) -> None:
     assert spec.onnx_sha256 == ONNX_SHA and (spec.input_name, spec.output_name) == ("images", "output")
     default = prepare_build(YOLOX_ONNX, cfg, "fp32")
     assert default.input_shape == (cfg.tensorrt.batch, 3, *cfg.detector.input_size)
+
+
+@pytest.mark.parametrize(
+    ("name", "layout", "names"),
+    [
+        ("yolo26n_int8.onnx", "end2end", 80),  # YOLO26's NMS-free head: the plan must not lose it
+        ("gtsdb_yolov5n_640.onnx", "yolov5", 43),  # a sign model builds whatever the config's taxonomy
+    ],
+)
+def test_build_request_records_the_layout_for_the_sidecar(
+    tmp_path: Path, cfg: Config, name: str, layout: str, names: int
+) -> None:
+    spec = prepare_build(ASSETS / "models" / name, cfg, "fp16")
+    assert spec.layout == layout and len(spec.class_names) == names
+    assert spec.input_shape == (1, 3, 640, 640) and not spec.dynamic
+    # The sidecar written after a build carries the layout; a plan read back decodes with it.
+    k = key(input_shape=spec.input_shape, onnx_sha256=spec.onnx_sha256)
+    info = info_for(k, b"plan", layout=spec.layout, class_names=spec.class_names, onnx=str(spec.onnx))
+    plan = plan_path(tmp_path, spec.onnx, k)
+    write_plan(plan, b"plan", info)
+    assert read_sidecar(plan).layout == layout
+    assert choose_layout(np.zeros((1, 84, 8400)), (640, 640), ModelMetadata(), read_sidecar(plan).layout) == (
+        layout,
+        "recorded in the plan's sidecar",
+    )
 
 
 def test_build_request_for_a_fixed_ultralytics_onnx(tmp_path: Path, cfg: Config) -> None:

@@ -1,4 +1,8 @@
-"""Detection stage: an image in, `Detections` in frame pixels and driving labels out."""
+"""Detection stage: an image in, `Detections` in frame pixels and driving labels out.
+
+By question: `preprocess` (letterbox), `decode` (layouts, NMS), `labels` (names, taxonomy), `metadata` (what
+an export says), `backend` (the skeleton runtimes fill), one module per runtime, `extra` (more detectors).
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,10 @@ class Detector(Protocol):
     backend: str  # "onnxruntime", "openvino", "tensorrt" or "ultralytics"
     class_names: list[str]  # the model's classes, indexed by Detections.class_ids
     input_hw: tuple[int, int]
-    layout: str  # output layout decoded: "yolox" or "ultralytics"
+    layout: str  # output layout decoded (config.LAYOUTS): "yolox", "yolov5", "ultralytics" or "end2end"
+    layout_reason: str  # why that layout (metadata, shape, values): said once at load
+    labels: list[str]  # the taxonomy's labels, indexed by Detections.label_ids
+    dropped_classes: list[str]  # the model's classes no label takes (reported once at start)
     requests: int  # frames it was set up to have in inference at once (threads split among them)
 
     max_batch: int  # frames one detect_batch call may get (1: no batching)

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from perception.config import Config
-from perception.detect.decode import HeadDecoder, detect_layout
-from perception.detect.labels import class_names_from
+from perception.detect.decode import HeadDecoder, choose_layout
+from perception.detect.labels import class_names_from, names_count
+from perception.detect.metadata import ModelMetadata
 from perception.types import Detections
 
 
@@ -24,11 +25,10 @@ class LoadedModel:
     """What a runtime reports once it has loaded a model: all the skeleton needs to set up the rest."""
 
     input_hw: tuple[int, int]  # the size frames are letterboxed to
-    output_shape: list[int | None]  # the output's dimensions, None where dynamic
-    metadata: Mapping[str, object] = field(default_factory=dict)  # as the export stored it: names, ...
+    metadata: Mapping[str, object] = field(default_factory=dict)  # as the export stored it (metadata.py)
     layout: str | None = None  # a layout the model's own files record (a TensorRT plan's sidecar)
     tensor: np.ndarray | None = None  # the runtime's own float32 input buffer (TensorRT: pinned memory)
-    warmup_runs: int = 1  # inferences at load (the first also checks the output against the layout)
+    warmup_runs: int = 0  # inferences at load after the first (which shows the output's layout)
 
 
 class HeadDetector:
@@ -44,21 +44,34 @@ class HeadDetector:
         self.cfg = cfg.detector
         self.requests = requests
         self.timings_ms: dict[str, float] = {}  # the last detect() by step, for benchmarks
-        model = self._load(self.model_path, cfg)
+        try:
+            self._set_up(self._load(self.model_path, cfg), cfg)
+        except BaseException:
+            self._release()  # a model that cannot be used gives back what it took (GPU memory) at once
+            raise
+
+    def _set_up(self, model: LoadedModel, cfg: Config) -> None:
+        """Recognise the layout on a first run, then build the decoder and taxonomy, then warm up."""
         self.input_hw = model.input_hw
-        if self.cfg.layout != "auto":
-            self.layout = self.cfg.layout
-        else:
-            self.layout = model.layout or detect_layout(model.output_shape)
-        self.decoder = HeadDecoder(self.layout, self.input_hw, self.cfg, tensor=model.tensor)
+        meta = ModelMetadata.parse(model.metadata)
+        # The first run (on a blank frame) shows the real output, which the layout is recognised from.
+        provisional = self.cfg.layout if self.cfg.layout != "auto" else model.layout or "ultralytics"
+        self.decoder = HeadDecoder(provisional, self.input_hw, self.cfg, tensor=model.tensor)
         self._new_request()
-        # Warm-up doubles as a check that the output really has the layout we are about to decode.
         blank = np.zeros((*self.input_hw, 3), np.uint8)
         raw = self._run(self.decoder.letterbox(blank))
-        num_classes = self.decoder.num_classes(raw.shape, self.model_path)
-        self.class_names = class_names_from(model.metadata.get("names"), num_classes)
+        if self.cfg.layout != "auto":
+            self.layout, self.layout_reason = self.cfg.layout, "set by detector.layout"
+        else:
+            self.layout, self.layout_reason = choose_layout(raw, self.input_hw, meta, model.layout)
+        if self.layout != provisional:  # same input buffer: a runtime bound to it stays bound
+            self.decoder = HeadDecoder(self.layout, self.input_hw, self.cfg, self.decoder.letterbox.tensor)
+        num_classes = self.decoder.num_classes(raw.shape, self.model_path, names_count(meta.names))
+        self.class_names = class_names_from(meta.names, num_classes)
         self.decoder.set_classes(cfg.classes, self.class_names)
-        for _ in range(model.warmup_runs - 1):  # first runs pay for lazy runtime initialisation
+        self.labels = self.decoder.taxonomy.labels
+        self.dropped_classes = self.decoder.taxonomy.dropped
+        for _ in range(model.warmup_runs):  # first runs pay for lazy initialisation, not frame one
             self.detect(blank)
 
     # ------------------------------------------------------------ what a backend provides

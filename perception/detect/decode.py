@@ -1,11 +1,13 @@
 """Decoding: a model's raw output to `Detections` in frame pixels. One function per output layout, the
-layout told from the output shape, per-label NMS, and the finishing step every backend ends with.
+layout recognised (metadata first, output shape second, values where two layouts share a shape), per-label
+NMS, and the finishing step every backend ends with.
 
-Two output layouts cover the YOLO models users bring:
-- `yolox`: raw heads, N x A x (5 + nc): (cx, cy, w, h) in grid units, objectness, class scores;
-  input BGR 0..255, padded at bottom/right.
-- `ultralytics`: YOLOv8/YOLO11 exports, 1 x (4 + nc) x A: (cx, cy, w, h) in input pixels, class scores;
-  input RGB 0..1, padded evenly on both sides.
+Four output layouts cover the YOLO models users bring (input formats in preprocess.INPUT_FORMATS):
+- `yolox`: YOLOX raw heads, N x A x (5 + nc): (cx, cy, w, h) in grid units, objectness, class scores.
+- `yolov5`: YOLOv5/YOLOv7 exports, N x A x (5 + nc): (cx, cy, w, h) in input pixels, objectness, class
+  scores (A = 3 anchors per grid cell: 25200 at 640x640).
+- `ultralytics`: YOLOv8/YOLO11 exports, 1 x (4 + nc) x A: (cx, cy, w, h) in input pixels, class scores.
+- `end2end`: NMS-free heads (YOLO26, YOLOv10), N x K x 6: x1, y1, x2, y2, score, class in input pixels.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import numpy as np
 
 from perception.config import DetectorConfig
 from perception.detect.labels import Taxonomy
+from perception.detect.metadata import ModelMetadata
 from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 from perception.types import Detections
 
 YOLOX_STRIDES = (8, 16, 32)
+GRID_UNITS_MAX = 32.0  # |x|, |y| of a YOLOX head's raw box centres stay far below this (grid offsets)
 
 
 def yolox_grid(input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +71,28 @@ def decode_ultralytics(raw: np.ndarray, conf_threshold: float) -> tuple[np.ndarr
     return _cxcywh_to_xyxy(raw[:4, cells].T), best[cells], class_ids
 
 
-def detect_layout(output_shape: Sequence[int | str | None], num_classes: int | None = None) -> str:
-    """Tell the layout from the output shape: the class axis is the short one (5 + nc or 4 + nc)."""
+def decode_yolov5(raw: np.ndarray, conf_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, 5 + nc) YOLOv5 output -> boxes xyxy in input pixels, scores, class ids above threshold."""
+    candidates = np.flatnonzero(raw[:, 4] > conf_threshold)  # score = obj * cls <= obj, as for YOLOX
+    rows = raw[candidates]
+    class_ids = rows[:, 5:].argmax(1)
+    scores = rows[:, 4] * rows[np.arange(len(rows)), 5 + class_ids]
+    keep = scores > conf_threshold
+    return _cxcywh_to_xyxy(rows[keep, :4]), scores[keep], class_ids[keep]
+
+
+def decode_end2end(
+    raw: np.ndarray, conf_threshold: float, num_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(K, 6) final boxes (x1, y1, x2, y2, score, class) -> boxes, scores, class ids above threshold.
+    A class id the model's names do not cover is dropped, not indexed past the taxonomy."""
+    class_ids = raw[:, 5].astype(np.int64)
+    keep = (raw[:, 4] > conf_threshold) & (class_ids >= 0) & (class_ids < num_classes)
+    return raw[keep, :4], raw[keep, 4], class_ids[keep]
+
+
+def check_output_shape(output_shape: Sequence[int]) -> None:
+    """Refuse an output no layout has: 3 dimensions, the class axis the short one (5 + nc or 4 + nc)."""
     if len(output_shape) != 3:
         raise PerceptionError(f"unsupported model output shape {list(output_shape)}: expected 3 dimensions")
     dim1, dim2 = output_shape[1], output_shape[2]
@@ -78,12 +102,66 @@ def detect_layout(output_shape: Sequence[int | str | None], num_classes: int | N
                 f"unsupported model output shape {list(output_shape)}: too few columns for "
                 "N x A x (5+nc) (YOLOX) or 1 x (4+nc) x A (Ultralytics)"
             )
-        return "yolox"
+        return
     if isinstance(dim1, int) and dim1 >= 5:
-        return "ultralytics"
+        return
     raise PerceptionError(
         f"unsupported model output shape {list(output_shape)}: expected N x A x (5+nc) (YOLOX) "
         "or 1 x (4+nc) x A (Ultralytics)"
+    )
+
+
+def yolox_anchors(input_hw: tuple[int, int]) -> int:
+    return sum((input_hw[0] // s) * (input_hw[1] // s) for s in YOLOX_STRIDES)
+
+
+def _box_units(raw: np.ndarray, input_hw: tuple[int, int]) -> str:
+    """Which units an N x A x (5 + nc) output's box centres are in, over all anchors of one image:
+    "pixels" when they span the input (YOLOv5: every grid cell's centre), "grid" when they are small
+    offsets (YOLOX), "" when neither (untrained or foreign weights)."""
+    xy = raw[0, :, :2]
+    if xy[:, 0].max() >= input_hw[1] / 2 and xy[:, 1].max() >= input_hw[0] / 2:
+        return "pixels"
+    if np.abs(xy).max() < GRID_UNITS_MAX:
+        return "grid"
+    return ""
+
+
+def choose_layout(
+    raw: np.ndarray, input_hw: tuple[int, int], meta: ModelMetadata, recorded: str | None = None
+) -> tuple[str, str]:
+    """(layout, why) for a model's real output on one image: metadata first (end2end), the output's shape
+    second, and where YOLOv5 and YOLOX share the N x A x (5 + nc) shape, the producer named in the metadata
+    checked against the units of the box columns (pixels or grid offsets). Never a silent guess: a shape no
+    layout fits, or evidence that disagrees, is an error that says to set `detector.layout`."""
+    shape = list(raw.shape)
+    if recorded:
+        return recorded, "recorded in the plan's sidecar"
+    if meta.task not in (None, "detect"):
+        raise PerceptionError(f"model task {meta.task!r}: only detection models (task detect) are supported")
+    if meta.end2end:
+        return "end2end", f"{meta.describe()}: end2end is true"
+    check_output_shape(shape)
+    _, rows, cols = shape
+    if rows < cols:
+        return "ultralytics", f"output {shape} is 1 x (4 + classes) x anchors; {meta.describe()}"
+    grid = yolox_anchors(input_hw)
+    if cols == 6 and rows not in (grid, 3 * grid):
+        return (
+            "end2end",
+            f"output {shape} is N x boxes x 6 and {rows} is no anchor count for {list(input_hw)}",
+        )
+    units = _box_units(raw, input_hw)
+    why = f"output {shape} is N x anchors x (5 + classes) (YOLOv5 or YOLOX)"
+    if meta.producer and units != "grid":
+        return "yolov5", f"{why}; {meta.describe()}, which YOLOX exports do not write"
+    if not meta.producer and units == "pixels":
+        return "yolov5", f"{why}; no metadata, box centres in input pixels (they span {list(input_hw)})"
+    if not meta.producer and units == "grid" and rows == grid:
+        return "yolox", f"{why}; no metadata, box centres are grid offsets (|x| < {GRID_UNITS_MAX:g})"
+    raise PerceptionError(
+        f"{why}: cannot tell which ({meta.describe()}, box centres in "
+        f"{units or 'neither input pixels nor grid offsets'}, {rows} anchors); set detector.layout"
     )
 
 
@@ -162,9 +240,18 @@ class HeadDecoder:
             self._grid, self._strides = yolox_grid(input_hw)
         self.taxonomy: Taxonomy | None = None
 
-    def num_classes(self, raw_shape: Sequence[int], model: str | Path) -> int:
-        """Check a real output shape (batch included) against the layout; the number of classes it holds."""
+    def num_classes(self, raw_shape: Sequence[int], model: str | Path, named: int | None = None) -> int:
+        """Check a real output shape (batch included) against the layout; the number of classes it holds.
+        `named`: how many class names the metadata has (end-to-end outputs carry class ids, not scores)."""
         shape = list(raw_shape)
+        if self.layout == "end2end":
+            if len(shape) != 3 or shape[0] != 1 or shape[2] != 6:
+                raise PerceptionError(f"model {model}: output {shape} is not 1 x boxes x 6 (end-to-end)")
+            return named or 80  # without names: the COCO classes Ultralytics' releases are trained on
+        if self.layout == "yolov5":
+            if len(shape) != 3 or shape[0] != 1 or shape[2] < 6:
+                raise PerceptionError(f"model {model}: output {shape} is not 1 x anchors x (5 + classes)")
+            return shape[2] - 5
         if self.layout == "yolox":
             anchors = len(self._grid)
             if len(shape) != 3 or shape[1] != anchors or shape[2] < 6:
@@ -179,6 +266,7 @@ class HeadDecoder:
 
     def set_classes(self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str]) -> None:
         self.taxonomy = Taxonomy(classes, class_names)
+        self._num_classes = len(class_names)
 
     def fork(self) -> HeadDecoder:
         """A decoder for a parallel request: its own letterbox buffers, the same grid and taxonomy."""
@@ -187,12 +275,16 @@ class HeadDecoder:
         return twin
 
     def __call__(self, raw: np.ndarray) -> Detections:
-        """One image's output: (A, 5 + nc) for YOLOX, (4 + nc, A) for Ultralytics."""
+        """One image's output, without its batch axis."""
         cfg = self.cfg
         if self.layout == "yolox":
             boxes, scores, class_ids = decode_yolox(raw, self._grid, self._strides, cfg.conf_threshold)
-        else:
+        elif self.layout == "ultralytics":
             boxes, scores, class_ids = decode_ultralytics(raw, cfg.conf_threshold)
+        elif self.layout == "yolov5":
+            boxes, scores, class_ids = decode_yolov5(raw, cfg.conf_threshold)
+        else:
+            boxes, scores, class_ids = decode_end2end(raw, cfg.conf_threshold, self._num_classes)
         return finish_detections(
             boxes, scores, class_ids, self.taxonomy, self.letterbox, cfg.nms_iou_threshold, cfg.max_detections
         )

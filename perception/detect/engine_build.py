@@ -28,6 +28,7 @@ from perception.detect.engine_files import (
     plan_path,
     write_plan,
 )
+from perception.detect.labels import ALL_CLASSES
 from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 
@@ -91,7 +92,8 @@ def prepare_build(
     if imgsz is not None:
         sized = cfg.detector.model_copy(update={"input_size": tuple(imgsz)})
         cfg = cfg.model_copy(update={"detector": sized})
-    reference = OnnxRuntimeDetector(path, cfg)
+    # The plan does not depend on the taxonomy: every class kept, so a sign model builds with any config.
+    reference = OnnxRuntimeDetector(path, cfg.model_copy(update={"classes": {"object": [ALL_CLASSES]}}))
     model_input = reference.session.get_inputs()[0]
     dims = model_input.shape
     if imgsz is not None and reference.input_hw != tuple(imgsz):

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from perception.config import LAYOUTS
 from perception.errors import PerceptionError
 
 SIDECAR_FORMAT = "perception-tensorrt-plan/1"
@@ -108,7 +109,7 @@ class PlanInfo:
     key: PlanKey
     plan_sha256: str
     onnx: str  # the ONNX file it was built from, as given at build time
-    layout: str  # yolox | ultralytics
+    layout: str  # the output layout the ONNX was recognised as (config.LAYOUTS): a plan keeps it
     class_names: list[str]
     input_name: str
     output_name: str
@@ -130,7 +131,7 @@ class PlanInfo:
         if set(data) != names:
             missing, extra = sorted(names - set(data)), sorted(set(data) - names)
             raise ValueError(f"missing {missing}" if missing else f"unexpected {extra}")
-        if data["layout"] not in ("yolox", "ultralytics"):
+        if data["layout"] not in LAYOUTS:
             raise ValueError(f"unknown layout {data['layout']!r}")
         class_names = data["class_names"]
         if not (isinstance(class_names, list) and all(isinstance(n, str) for n in class_names)):

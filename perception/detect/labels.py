@@ -25,6 +25,26 @@ COCO_NAMES = (
 # fmt: on
 
 
+def _parsed(names: object) -> object:
+    if isinstance(names, str):
+        try:
+            return ast.literal_eval(names)
+        except (ValueError, SyntaxError):
+            try:
+                return json.loads(names)
+            except ValueError:
+                return None
+    return names
+
+
+def names_count(names: object) -> int | None:
+    """How many classes the metadata names, None when it names none."""
+    names = _parsed(names)
+    if isinstance(names, Mapping | list | tuple) and len(names):
+        return len(names)
+    return None
+
+
 def class_names_from(names: object, num_classes: int) -> list[str]:
     """Class names from a model's metadata, in whichever form the export stored them.
 
@@ -32,14 +52,7 @@ def class_names_from(names: object, num_classes: int) -> list[str]:
     `metadata.yaml`, as JSON (string keys) in `.engine` headers. Without usable names, an 80-class model is
     taken to be COCO, and anything else gets `class0`, `class1`, ...
     """
-    if isinstance(names, str):
-        try:
-            names = ast.literal_eval(names)
-        except (ValueError, SyntaxError):
-            try:
-                names = json.loads(names)
-            except ValueError:
-                names = None
+    names = _parsed(names)
     try:
         if isinstance(names, Mapping):
             by_index = {int(k): str(v) for k, v in names.items()}
@@ -53,16 +66,56 @@ def class_names_from(names: object, num_classes: int) -> list[str]:
     return [f"class{i}" for i in range(num_classes)]
 
 
-class Taxonomy:
-    """Maps the model's classes onto driving labels with one lookup table."""
+ALL_CLASSES = "*"  # in a taxonomy list: every class of the model that no other label names
 
-    def __init__(self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str]) -> None:
+
+def _listing(names: Sequence[str], most: int = 12) -> str:
+    """The first names of a model's classes, and how many it has."""
+    distinct = list(dict.fromkeys(names))
+    shown = ", ".join(distinct[:most]) + (", ..." if len(distinct) > most else "")
+    return f"{shown} ({len(names)} classes)"
+
+
+class Taxonomy:
+    """Maps the model's classes onto driving labels with one lookup table.
+
+    `classes` maps each label to the model's class names it gathers; `"*"` takes every class no other label
+    names (`{traffic_sign: ["*"]}`: all of a sign detector's classes). A name the model does not have is a
+    config error; classes no label takes are dropped, and listed in `dropped` so a user can be told once.
+    Names are matched to every class that carries them (exports do repeat names).
+    """
+
+    def __init__(
+        self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str], where: str = "config classes"
+    ) -> None:
         self.labels = list(classes)
         self.class_names = list(class_names)
-        index = {name: i for i, name in enumerate(class_names)}
+        ids_by_name: dict[str, list[int]] = {}
+        for i, name in enumerate(class_names):
+            ids_by_name.setdefault(name, []).append(i)
         self.lut = np.full(len(class_names), -1, np.int32)
+        rest: int | None = None
         for label_id, (label, names) in enumerate(classes.items()):
             for name in names:
-                if name not in index:
-                    raise PerceptionError(f"config classes.{label}: {name!r} is not a class of the model")
-                self.lut[index[name]] = label_id
+                if name == ALL_CLASSES:
+                    rest = label_id
+                elif name in ids_by_name:
+                    self.lut[ids_by_name[name]] = label_id
+                else:
+                    raise PerceptionError(
+                        f"{where}.{label}: {name!r} is not a class of the model "
+                        f"(its classes: {_listing(self.class_names)})"
+                    )
+        if rest is not None:
+            self.lut[self.lut < 0] = rest
+        self.dropped = list(dict.fromkeys(self.class_names[i] for i in np.flatnonzero(self.lut < 0)))
+
+
+def describe_dropped(dropped: Sequence[str], class_names: Sequence[str]) -> str | None:
+    """One line naming the classes no label of the taxonomy takes, or None when every class is kept."""
+    if not dropped:
+        return None
+    return (
+        f"{len(dropped)} of the model's {len(set(class_names))} classes are in no label of the taxonomy "
+        f"(config classes) and are dropped: {', '.join(dropped)}"
+    )

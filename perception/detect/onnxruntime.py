@@ -65,7 +65,6 @@ class OnnxRuntimeDetector(HeadDetector):
         fixed = isinstance(in_h, int) and isinstance(in_w, int)
         return LoadedModel(
             input_hw=(in_h, in_w) if fixed else tuple(det.input_size),
-            output_shape=[d if isinstance(d, int) else None for d in outputs[0].shape],
             metadata=dict(self.session.get_modelmeta().custom_metadata_map),
         )
 

@@ -29,23 +29,24 @@ def model_file(path: Path) -> Path:
     return xmls[0]
 
 
-def _names_metadata(model_xml: Path, model: ov.Model) -> object:
-    """Class names as the export stored them: Ultralytics' `metadata.yaml` beside the IR, else the names an
-    ONNX file carried in its metadata (OpenVINO keeps them in the model's runtime info)."""
+def _metadata(model_xml: Path, model: ov.Model) -> dict[str, object]:
+    """The export's metadata: Ultralytics' `metadata.yaml` beside the IR, else what an ONNX file carried in
+    its metadata_props (OpenVINO keeps them in the model's runtime info under `framework`)."""
     sidecar = model_xml.parent / "metadata.yaml"
     if model_xml.suffix == ".xml" and sidecar.is_file():
         try:
             meta = yaml.safe_load(sidecar.read_text())
         except yaml.YAMLError:
             meta = None
-        if isinstance(meta, dict) and "names" in meta:
-            return meta["names"]
+        if isinstance(meta, dict):
+            return meta
     try:
-        if model.has_rt_info(["framework", "names"]):
-            return model.get_rt_info(["framework", "names"]).astype(str)
-    except (RuntimeError, AttributeError):
+        if model.has_rt_info(["framework"]):
+            keys = model.get_rt_info(["framework"]).astype(dict)
+            return {k: model.get_rt_info(["framework", k]).astype(str) for k in keys}
+    except (RuntimeError, AttributeError, TypeError):
         pass
-    return None
+    return {}
 
 
 def _static_dims(shape: ov.PartialShape) -> list[int | None]:
@@ -84,7 +85,6 @@ class OpenVinoDetector(HeadDetector):
                 raise PerceptionError(
                     f"model {path}: cannot set input 1 x 3 x {input_hw[0]} x {input_hw[1]}: {first_line(exc)}"
                 ) from None
-        out_shape = _static_dims(model.output(0).get_partial_shape())
 
         properties: dict[str, object] = {"PERFORMANCE_HINT": det.openvino_hint}
         if self.requests > 1:  # one stream per request, the cores split among them
@@ -99,9 +99,7 @@ class OpenVinoDetector(HeadDetector):
             raise PerceptionError(
                 f"cannot compile model {path} for OpenVINO device {det.openvino_device}: {first_line(exc)}"
             ) from None
-        return LoadedModel(
-            input_hw=input_hw, output_shape=out_shape, metadata={"names": _names_metadata(source, model)}
-        )
+        return LoadedModel(input_hw=input_hw, metadata=_metadata(source, model))
 
     def _new_request(self) -> None:
         self._request = self.compiled.create_infer_request()

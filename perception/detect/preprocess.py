@@ -22,9 +22,11 @@ class InputFormat:
 YOLOX_INPUT = InputFormat(rgb=False, scale=1.0, pad_center=False)  # BGR 0..255, padded at bottom/right
 ULTRALYTICS_INPUT = InputFormat(rgb=True, scale=1.0 / 255.0, pad_center=True)  # RGB 0..1, padded evenly
 
-INPUT_FORMATS = {
+INPUT_FORMATS = {  # per output layout (decode.LAYOUTS): YOLOX's own preprocessing, else YOLOv5's
     "yolox": YOLOX_INPUT,
+    "yolov5": ULTRALYTICS_INPUT,
     "ultralytics": ULTRALYTICS_INPUT,
+    "end2end": ULTRALYTICS_INPUT,
 }
 
 

@@ -44,11 +44,6 @@ class TensorRTDetector(HeadDetector):
             info = read_sidecar(plan)
             if info is not None:
                 check_plan(plan, info, gpu.info)
-            if meta.get("end2end"):
-                raise PerceptionError(
-                    f"model {path}: NMS-free (end2end) Ultralytics exports are not decoded by the tensorrt "
-                    "backend; export without end2end, or use --backend ultralytics"
-                )
         with plan.open("rb") as f:
             f.seek(offset)
             blob = f.read()
@@ -101,11 +96,11 @@ class TensorRTDetector(HeadDetector):
         direct = self._host_in.dtype == np.float32
         return LoadedModel(
             input_hw=input_hw,
-            output_shape=list(self._host_out.shape),
-            metadata={"names": info.class_names if info is not None else meta.get("names")},
+            # A plan built here: its sidecar's names and layout; an Ultralytics .engine: its header.
+            metadata={"names": info.class_names} if info is not None else meta,
             layout=info.layout if info is not None else None,
             tensor=self._host_in if direct else None,
-            warmup_runs=max(1, cfg.tensorrt.warmup_runs),
+            warmup_runs=cfg.tensorrt.warmup_runs,
         )
 
     def _choose_input_hw(self, path: Path, info: PlanInfo | None, meta: dict) -> tuple[int, int]:

@@ -123,6 +123,11 @@ class UltralyticsDetector:
         names = self.model.names
         self.class_names = class_names_from(names, len(names))
         self.taxonomy = Taxonomy(classes, self.class_names)
+        self.labels, self.dropped_classes = self.taxonomy.labels, self.taxonomy.dropped
+        metadata = getattr(self.model.predictor.model, "metadata", None) or {}
+        end2end = bool(metadata.get("end2end") or getattr(self.model.model, "end2end", False))
+        self.layout = "end2end" if end2end else "ultralytics"
+        self.layout_reason = "decoded by Ultralytics itself"
         # Ultralytics drops other classes after picking each box's best class, as finish_detections does.
         self._classes = np.flatnonzero(self.taxonomy.lut >= 0).tolist()
 
