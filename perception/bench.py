@@ -509,7 +509,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("source", help="video file or image folder")
     bench.add_argument("--model", required=True, help="detector model (.onnx, OpenVINO IR folder, ...)")
     bench.add_argument(
-        "--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"], help="backend"
+        "--backend",
+        choices=["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics", "triton"],
+        help="backend",
     )
     bench.add_argument("--mode", choices=["fast", "realtime"], help="fast: every frame; realtime: paced")
     bench.add_argument("--compare", help="comma-separated baselines: sequential,detector,ultralytics")

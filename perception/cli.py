@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from perception import __version__
+from perception import __version__, triton_cli
 from perception.config import Config, load_config
 from perception.detect import create_detector, inference_requests
 from perception.detector_cli import add_backend_argument, add_commands
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     ttc.add_argument("--config", help="YAML overriding configs/default.yaml")
     ttc.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     add_commands(commands)
+    triton_cli.add_commands(commands)
     from perception.bench import add_parser as add_bench_parser
 
     add_bench_parser(commands)
@@ -308,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             from perception.bench import run as run_bench
 
             return run_bench(args)
+        if args.command in triton_cli.COMMANDS:
+            return triton_cli.run(args)
         return run_detector_command(args)
     except PerceptionError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)

@@ -6,6 +6,7 @@ defaults live. Validation happens once, at load, and names the offending key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -61,7 +62,7 @@ class PipelineConfig(_Strict):
 
 
 class DetectorConfig(_Strict):
-    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"]
+    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics", "triton"]
     default_model: Annotated[str, Field(min_length=1)]
     layout: Literal["auto", "yolox", "ultralytics"]
     precision: Literal["auto", "fp32", "bf16", "fp16"]
@@ -75,6 +76,23 @@ class DetectorConfig(_Strict):
     openvino_device: Annotated[str, Field(min_length=1)]
     openvino_hint: Literal["LATENCY", "THROUGHPUT"]
     openvino_threads: Annotated[int, Field(ge=0, le=256)]
+    triton_url: str
+    triton_model: str
+    triton_timeout_s: PosFloat
+
+    @field_validator("triton_url")
+    @classmethod
+    def _triton_url(cls, url: str) -> str:
+        if not re.fullmatch(r"(grpc|grpcs|http|https)://(\[[0-9A-Fa-f:.]+\]|[^/:\s\[\]]+)(:\d{1,5})?/?", url):
+            raise ValueError("expected grpc://HOST:PORT or http://HOST:PORT (grpcs://, https:// for TLS)")
+        return url
+
+    @field_validator("triton_model")
+    @classmethod
+    def _triton_model(cls, name: str) -> str:
+        if name and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError("a Triton model name: letters, digits, '_', '.' and '-'")
+        return name
 
     @field_validator("input_size")
     @classmethod

@@ -15,7 +15,7 @@ from perception.types import Detections
 class Detector(Protocol):
     """What every backend provides; the pipeline knows nothing else about it."""
 
-    backend: str  # "onnxruntime", "openvino", "tensorrt" or "ultralytics"
+    backend: str  # "onnxruntime", "openvino", "tensorrt", "ultralytics" or "triton"
     class_names: list[str]  # the model's classes, indexed by Detections.class_ids
     input_hw: tuple[int, int]
     layout: str  # output layout decoded: "yolox" or "ultralytics"
@@ -29,7 +29,7 @@ class Detector(Protocol):
         ...
 
 
-BACKENDS = ("onnxruntime", "openvino", "tensorrt", "ultralytics")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "ultralytics", "triton")
 
 
 def resolve_backend(model_path: str | Path, backend: str) -> str:
@@ -68,8 +68,9 @@ def inference_requests(cfg: DetectorConfig, throughput: bool) -> int:
 
 
 def create_detector(model_path: str | Path, cfg: Config, requests: int = 1) -> Detector:
-    """Build the configured backend, set up for `requests` frames in inference at once (ONNX Runtime and
-    OpenVINO; the others always run one). Imports are local so a missing optional backend costs nothing."""
+    """Build the configured backend, set up for `requests` frames in inference at once (ONNX Runtime,
+    OpenVINO and Triton; the others always run one). Imports are local so a missing optional backend costs
+    nothing."""
     backend = resolve_backend(model_path, cfg.detector.backend)
     if backend == "onnxruntime":
         from perception.detect.onnxruntime import OnnxRuntimeDetector
@@ -87,4 +88,8 @@ def create_detector(model_path: str | Path, cfg: Config, requests: int = 1) -> D
         from perception.detect.tensorrt import TensorRTDetector
 
         return TensorRTDetector(model_path, cfg)
+    if backend == "triton":
+        from perception.detect.triton import TritonDetector
+
+        return TritonDetector(model_path, cfg, requests)
     raise ValueError(f"unknown detector backend {backend!r}")
