@@ -54,13 +54,18 @@ class TritonServer:
         self.http_port, self.grpc_port = free_port(), free_port()
         self.grpc_url = f"grpc://127.0.0.1:{self.grpc_port}"
         self.http_url = f"http://127.0.0.1:{self.http_port}"
+        self.shm_prefix = f"perception_test_triton_{self.grpc_port}_"
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         cmd = [str(TRITON_PYTHON), str(TRITON_SERVER), str(self.repository)]
         cmd += ["--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
+        cmd += ["--work-dir", str(self.log.parent), "--shm-prefix", self.shm_prefix]
         with self.log.open("a") as log:
-            self.proc = proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+            # Its own process group: kill() takes tritonserver and its Python stubs along.
+            self.proc = proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
+            )
         ready: list[str] = []
         reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline()), daemon=True)
         reader.start()
@@ -70,12 +75,15 @@ class TritonServer:
             raise RuntimeError(f"Triton server did not start: {ready} {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
-        """SIGKILL: the launcher dies at once, and tritonserver with it (PR_SET_PDEATHSIG)."""
+        """SIGKILL to the launcher, tritonserver and its stubs (a crash); then what they leave behind:
+        their shared-memory regions (their temporary files are under the test's tmp_path)."""
         if self.proc is not None and self.proc.poll() is None:
             self.resume()  # a paused process must run to die
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=WAIT_S)
         self.proc = None
+        for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
     def _server_pids(self) -> list[int]:
         """tritonserver: the launcher's child."""

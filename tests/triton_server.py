@@ -13,13 +13,16 @@ formed). Its stub links Debian's libpython3.11, so this runs in the venv `.ci/ru
 
 Prints `ready http://127.0.0.1:P grpc://127.0.0.1:Q` once every model is loaded and both endpoints answer;
 SIGTERM or SIGINT stop the server (in-flight requests get `--exit-timeout-s`) and remove the temporary
-backend folder. Exits non-zero with the server's log tail if it cannot start within `--start-timeout-s`.
+backend folder and its shared-memory regions (`--shm-prefix`); after a SIGKILL, whoever started it removes
+them (tests/triton_harness.py kills the process group and the regions). Exits non-zero if the server
+cannot start within `--start-timeout-s` (its log is on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -59,6 +62,12 @@ def backend_directory(root: Path) -> Path:
     return root
 
 
+def remove_shared_memory(prefix: str) -> None:
+    """The regions a server (or its stubs) left behind when killed: /dev/shm is memory."""
+    for region in Path("/dev/shm").glob(f"{prefix}*"):
+        region.unlink(missing_ok=True)
+
+
 def _ready(http_port: int, grpc_port: int, timeout_s: float) -> bool:
     """Server ready (every model loaded, strict readiness) over HTTP, and the gRPC port accepting."""
     try:
@@ -79,6 +88,14 @@ def main() -> int:
     parser.add_argument("--start-timeout-s", type=float, default=120.0)
     parser.add_argument("--exit-timeout-s", type=int, default=5)
     parser.add_argument("--log-verbose", type=int, default=0)
+    parser.add_argument(
+        "--work-dir", type=Path, help="where the temporary backend folder goes (default: /tmp)"
+    )
+    parser.add_argument(
+        "--shm-prefix",
+        default=f"perception_triton_{os.getpid()}_",
+        help="name prefix of the server's shared-memory regions in /dev/shm (removed at exit)",
+    )
     args = parser.parse_args()
     if not args.repository.is_dir():
         print(f"error: model repository not found: {args.repository}", file=sys.stderr)
@@ -92,7 +109,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with tempfile.TemporaryDirectory(prefix="triton-backends-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="triton-backends-", dir=args.work_dir) as tmp:
         backends = backend_directory(Path(tmp) / "backends")
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",  # the stub finds this venv's python
@@ -113,8 +130,9 @@ def main() -> int:
             "--exit-on-error=true",
             f"--exit-timeout-secs={args.exit_timeout_s}",
             f"--log-verbose={args.log_verbose}",
-            # Tensors cross to the Python stub through shared memory: room for a batch of 800x448 frames.
-            "--backend-config=python,shm-default-byte-size=67108864",
+            # Tensors cross to the Python stub through shared memory, grown in steps of a batch of 800x448.
+            f"--backend-config=python,shm-region-prefix-name={args.shm_prefix}",
+            "--backend-config=python,shm-default-byte-size=16777216",
             "--backend-config=python,shm-growth-byte-size=67108864",
         ]
         server = subprocess.Popen(cmd, env=env, stdout=sys.stderr, preexec_fn=_die_with_parent)
@@ -137,6 +155,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(timeout=10)
+    remove_shared_memory(args.shm_prefix)
     if not started:
         print(f"error: tritonserver exited with {server.returncode} before it was ready", file=sys.stderr)
         return 1
