@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perception import __version__
+from perception import __version__, triton_cli
 from perception.cli_flags import add_flags
 from perception.config import load_config
 from perception.detect import create_detector
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     ttc.add_argument("--config", help="YAML overriding configs/default.yaml")
     ttc.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     add_commands(commands)
+    triton_cli.add_commands(commands)
     from perception.bench import add_parser as add_bench_parser
 
     add_bench_parser(commands)
@@ -157,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
             from perception.bench import run as run_bench
 
             return run_bench(args)
+        if args.command in triton_cli.COMMANDS:
+            return triton_cli.run(args)
         return run_detector_command(args)
     except PerceptionError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)

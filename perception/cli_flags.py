@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from perception.detect import BACKENDS
 from perception.errors import PerceptionError
 
-BACKEND_CHOICES = ("auto", "onnxruntime", "openvino", "tensorrt", "ultralytics")
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 def _imgsz(values: list[int]) -> list[int]:

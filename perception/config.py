@@ -7,6 +7,7 @@ Validation happens once, at load, and names the offending key.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -77,7 +78,7 @@ class PipelineConfig(_Strict):
 
 
 class DetectorConfig(_Strict):
-    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"] = "auto"
+    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics", "triton"] = "auto"
     default_model: Annotated[str, Field(min_length=1)] = "yolo11n.pt"
     layout: Literal["auto"] | Layout = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -96,6 +97,23 @@ class DetectorConfig(_Strict):
     openvino_device: Annotated[str, Field(min_length=1)] = "CPU"
     openvino_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
     openvino_threads: Annotated[int, Field(ge=0, le=256)] = 0
+    triton_url: str = "grpc://127.0.0.1:8001"
+    triton_model: str = ""
+    triton_timeout_s: PosFloat = 5.0
+
+    @field_validator("triton_url")
+    @classmethod
+    def _triton_url(cls, url: str) -> str:
+        if not re.fullmatch(r"(grpc|grpcs|http|https)://(\[[0-9A-Fa-f:.]+\]|[^/:\s\[\]]+)(:\d{1,5})?/?", url):
+            raise ValueError("expected grpc://HOST:PORT or http://HOST:PORT (grpcs://, https:// for TLS)")
+        return url
+
+    @field_validator("triton_model")
+    @classmethod
+    def _triton_model(cls, name: str) -> str:
+        if name and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError("a Triton model name: letters, digits, '_', '.' and '-'")
+        return name
 
     @field_validator("input_size")
     @classmethod

@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from perception.cli_flags import add_flags, flag_overrides
 from perception.config import Config, load_config
-from perception.detect import BACKENDS, Detector, create_detector, resolve_backend
+from perception.detect import Detector, create_detector, resolve_backend
 from perception.detect.extra import ExtraDetector, create_extra_detectors, merge_detections, run_class_names
 from perception.detect.labels import ALL_CLASSES, describe_dropped
 from perception.errors import PerceptionError
@@ -31,15 +32,6 @@ from perception.types import Detections
 COMMANDS = ("detect", "eval-det", "build-engine", "export")
 AP_CONF_THRESHOLD = 0.001  # eval-det keeps detections down to this score for AP (as YOLO val does)
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def add_backend_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--backend",
-        choices=["auto", *BACKENDS],
-        help="detector runtime (default: config detector.backend, auto: TensorRT on an NVIDIA GPU, "
-        "else ONNX Runtime / OpenVINO by model format)",
-    )
 
 
 def _imgsz(values: list[int] | None) -> tuple[int, int] | None:
@@ -55,7 +47,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--model",
         help="detector model: .onnx, OpenVINO IR, .pt, .engine (default: config detector.default_model)",
     )
-    add_backend_argument(detect)
+    add_flags(detect, "--backend", "--imgsz", "--conf")
     detect.add_argument("--config", help="YAML overriding configs/default.yaml")
     detect.add_argument("--out", type=Path, help="folder for the drawn images (default: out/detect)")
 
@@ -66,7 +58,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--gt", required=True, type=Path, help="ground truth: GTSDB gt.txt, or a labels folder")
     ev.add_argument("--format", required=True, choices=FORMATS, help="ground-truth format")
     ev.add_argument("--model", required=True, help="detector model")
-    add_backend_argument(ev)
+    add_flags(ev, "--backend", "--imgsz", "--conf")
     ev.add_argument("--config", help="YAML overriding configs/default.yaml")
     ev.add_argument("--json", action="store_true", help="print the scores as one JSON object")
 
@@ -144,8 +136,7 @@ def draw_detections(image: np.ndarray, det: Detections, labels: list[str], class
 
 
 def _config(args: argparse.Namespace) -> Config:
-    overrides = {"detector": {"backend": args.backend}} if getattr(args, "backend", None) else None
-    return load_config(args.config, overrides)
+    return load_config(args.config, flag_overrides(args))
 
 
 def _detect(args: argparse.Namespace) -> int:

@@ -50,6 +50,17 @@ class SourceState(str, enum.Enum):
     GAVE_UP = "gave_up"
 
 
+class DetectorState(str, enum.Enum):
+    """A remote detector's health (an inference server): `unavailable` when a request fails as if the server
+    were gone; `reconnecting` before each attempt; `recovered`; `gave_up` (the run then ends with an error).
+    Meanwhile replays wait for it; live streams drop their frames (`frames_detector_unavailable`)."""
+
+    UNAVAILABLE = "unavailable"
+    RECONNECTING = "reconnecting"
+    RECOVERED = "recovered"
+    GAVE_UP = "gave_up"
+
+
 class Stage(str, enum.Enum):
     """Keys of a frame's `latency_ms`, in pipeline order (all in milliseconds)."""
 
@@ -234,6 +245,32 @@ class SourceEvent(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class DetectorEvent(_Record):
+    """The shared detector's server changed state (written to every stream's log)."""
+
+    type: ClassVar[str] = "detector"
+    _omit_none: ClassVar[frozenset[str]] = frozenset(
+        {"reason", "attempt", "max_attempts", "delay_s", "attempts", "outage_s"}
+    )
+    __pydantic_config__ = _FORBID
+    state: DetectorState
+    detector: str  # "URL model"
+    at_ns: int  # monotonic
+    reason: str | None = None  # unavailable, reconnecting: why the server is not usable
+    attempt: int | None = None  # reconnecting
+    max_attempts: int | Literal["forever"] | None = None  # reconnecting
+    delay_s: float | None = None  # reconnecting: wait before this attempt
+    attempts: int | None = None  # recovered, gave_up
+    outage_s: float | None = None  # recovered, gave_up
+
+    def describe(self) -> str:
+        """The one line printed on stderr."""
+        details = {k: v for k, v in self.to_dict().items() if k not in ("type", "state", "detector", "at_ns")}
+        text = ", ".join(f"{k} {v}" for k, v in details.items())
+        return f"detector {self.detector} {self.state.value}" + (f" ({text})" if text else "")
+
+
+@dataclass(frozen=True, slots=True)
 class ErrorEvent(_Record):
     """The run failed: the stage and the one-line message (also printed as `error: ...`)."""
 
@@ -254,14 +291,16 @@ class EndEvent(_Record):
     frames_processed: int
     frames_dropped: int  # replaced by a newer frame before detection took it (live)
     frames_stale: int  # older than source.max_frame_age_s when detection could start (live)
+    frames_detector_unavailable: int  # live: dropped while a remote detector was unreachable
     elapsed_s: float
     fps: float
     interrupted: bool
 
 
-Event = StartEvent | FrameEvent | FcwEvent | SourceEvent | ErrorEvent | EndEvent
+Event = StartEvent | FrameEvent | FcwEvent | SourceEvent | DetectorEvent | ErrorEvent | EndEvent
 EVENT_TYPES: dict[str, type] = {
-    cls.type: cls for cls in (StartEvent, FrameEvent, FcwEvent, SourceEvent, ErrorEvent, EndEvent)
+    cls.type: cls
+    for cls in (StartEvent, FrameEvent, FcwEvent, SourceEvent, DetectorEvent, ErrorEvent, EndEvent)
 }
 _ADAPTERS: dict[str, TypeAdapter] = {}
 
@@ -293,6 +332,8 @@ def _nullable(values: Any, digits: int) -> list[float | None]:
 
 __all__ = [
     "EVENT_TYPES",
+    "DetectorEvent",
+    "DetectorState",
     "EndEvent",
     "ErrorEvent",
     "Event",

@@ -34,6 +34,7 @@ import numpy as np
 from perception.batching import END, FrameBatcher, Inbox, Item
 from perception.config import Config
 from perception.detect import Detector
+from perception.errors import DetectorUnavailable
 from perception.events import Stage
 from perception.sinks import Sink, StopRequested
 from perception.sources import Source
@@ -52,6 +53,7 @@ class RunSummary:
     frames_processed: int = 0
     frames_dropped: int = 0  # live: replaced by a newer frame before detection took it
     frames_stale: int = 0  # live: older than source.max_frame_age_s when detection could start
+    frames_detector_unavailable: int = 0  # live: dropped while a remote detector was unreachable
     elapsed_s: float = 0.0
     interrupted: bool = False
     e2e_ms: list[float] = field(default_factory=list)  # recent samples only (bounded)
@@ -126,6 +128,10 @@ class Pipeline:
         """Ask every stage to finish; safe from any thread or a signal handler."""
         self._stop.set()
         self._batcher.stop()
+        # A remote detector may be waiting for its server.
+        interrupt = getattr(self.detector, "interrupt", None)
+        if interrupt is not None:
+            interrupt()
         for lane in self._lanes:
             self._stop_lane(lane)
 
@@ -184,7 +190,14 @@ class Pipeline:
                 turn, self._turns_taken = self._turns_taken, self._turns_taken + 1
             frames = [item for item in batch if item.frame is not END]
             if frames:
-                self._run_batch(detector, frames)
+                try:
+                    self._run_batch(detector, frames)
+                except (
+                    DetectorUnavailable
+                ):  # a server that is down: these frames are dropped, the run goes on
+                    for item in frames:
+                        self._lanes[item.stream].stream.summary.frames_detector_unavailable += 1
+                    batch = [item for item in batch if item.frame is END]
             with self._turn:
                 while self._turns_done != turn:
                     if self._stop.is_set():
@@ -336,6 +349,7 @@ class Pipeline:
             total.frames_processed += s.frames_processed
             total.frames_dropped += s.frames_dropped
             total.frames_stale += s.frames_stale
+            total.frames_detector_unavailable += s.frames_detector_unavailable
             total.interrupted = total.interrupted or s.interrupted
         total.e2e_ms = samples[-LATENCY_SAMPLES:]
         if self._error is not None:

@@ -19,7 +19,15 @@ from perception.cli_flags import flag_overrides
 from perception.config import Config, load_config
 from perception.detect import Detector, create_detector, inference_requests
 from perception.errors import PerceptionError, first_line
-from perception.events import EndEvent, ErrorEvent, RunStatus, SourceEvent, StartEvent
+from perception.events import (
+    DetectorEvent,
+    DetectorState,
+    EndEvent,
+    ErrorEvent,
+    RunStatus,
+    SourceEvent,
+    StartEvent,
+)
 from perception.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.processor import build_processor
 from perception.sinks import Annotator, DisplaySink, EventLog, Sink, VideoSink
@@ -52,6 +60,10 @@ def run_command(args: argparse.Namespace) -> int:
         throughput = not any(o.source.is_live for o in opened)
         detector = create_detector(model, cfg, inference_requests(cfg.detector, throughput))
         outputs.callback(detector.close)
+        relay = _DetectorRelay(opened)
+        if hasattr(detector, "on_health"):  # a remote detector: its server's health, what to do while down
+            detector.on_health = relay
+            detector.outage_policy = "wait" if throughput else "drop"  # a replay loses no frame
         _describe(opened, detector, model, args.out)
         for o in opened:
             _open_outputs(outputs, o, detector, model)
@@ -60,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
         stop_signal = _install_signal_handlers(pipeline)
         for o in opened:
             o.health.events, o.health.active = o.events, True
+        relay.active = True
         error: StageError | None = None
         try:
             total = pipeline.run()
@@ -67,6 +80,7 @@ def run_command(args: argparse.Namespace) -> int:
             error = exc
             raise
         finally:
+            relay.active = False
             if progress is not None:
                 progress.close()
             for o, stream in zip(opened, streams, strict=True):
@@ -191,6 +205,7 @@ def _end_log(o: _Opened, summary: RunSummary, error: StageError | None, signalle
             frames_processed=summary.frames_processed,
             frames_dropped=summary.frames_dropped,
             frames_stale=summary.frames_stale,
+            frames_detector_unavailable=summary.frames_detector_unavailable,
             elapsed_s=round(summary.elapsed_s, 3),
             fps=round(summary.fps, 2),
             interrupted=status is RunStatus.INTERRUPTED,
@@ -253,6 +268,24 @@ class _HealthRelay:
         if self.events is not None:
             self.events.event(event)
         print(f"perception: {self.prefix}{event.describe()}", file=sys.stderr)
+
+
+class _DetectorRelay:
+    """The shared detector's server health (a Triton server going away and coming back): a `detector` line in
+    every stream's events.jsonl and one line on stderr. Called from a detect thread."""
+
+    def __init__(self, opened: list[_Opened]) -> None:
+        self.opened = opened
+        self.active = False
+
+    def __call__(self, state: str, fields: dict) -> None:
+        if not self.active:
+            return
+        event = DetectorEvent(DetectorState(state), **fields)
+        for o in self.opened:
+            if o.events is not None:
+                o.events.event(event)
+        print(f"perception: {event.describe()}", file=sys.stderr)
 
 
 def _install_signal_handlers(pipeline: Pipeline) -> list[int]:

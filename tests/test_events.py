@@ -79,7 +79,7 @@ def test_source_events_carry_only_their_state_details() -> None:
 
 
 def test_end_and_fcw_lines() -> None:
-    end = EndEvent(RunStatus.ERROR, 10, 9, 0, 0, 1.5, 6.0, False)
+    end = EndEvent(RunStatus.ERROR, 10, 9, 0, 0, 0, 1.5, 6.0, False)
     assert end.to_dict()["status"] == "error"
     assert parse_event(end.to_dict()) == end
     fcw = FcwEvent("warning", "caution", 4, 3.1, 20.5, 88, 3.52)

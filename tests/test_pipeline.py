@@ -12,7 +12,7 @@ import pytest
 
 from perception.config import Config, load_config
 from perception.detect import create_detector, inference_requests
-from perception.errors import PerceptionError
+from perception.errors import DetectorUnavailable, PerceptionError
 from perception.pipeline import Pipeline, StageError, Stream
 from perception.processor import build_processor
 from perception.sources import open_source
@@ -121,17 +121,19 @@ def test_forks_detect_concurrently_like_one_detector(small_cfg: Config, backend:
 
 
 class FailsOnFrame:
-    """A real detector whose forks fail at the n-th frame they see (fault injection)."""
+    """A real detector whose forks fail at the n-th frame they see (fault injection), with `error`."""
 
-    def __init__(self, detector, fail_at: int) -> None:
-        self._detector, self._fail_at, self._seen = detector, fail_at, 0
+    def __init__(
+        self, detector, fail_at: int | range, error: type[PerceptionError] = PerceptionError
+    ) -> None:
+        self._detector, self._fail_at, self._seen, self._error = detector, fail_at, 0, error
         self.backend, self.class_names = detector.backend, detector.class_names
         self.input_hw, self.layout, self.requests = detector.input_hw, detector.layout, detector.requests
 
     def detect(self, image: np.ndarray):
         self._seen += 1
-        if self._seen == self._fail_at:
-            raise PerceptionError("model inference failed (injected)")
+        if self._seen == self._fail_at or (isinstance(self._fail_at, range) and self._seen in self._fail_at):
+            raise self._error("model inference failed (injected)")
         return self._detector.detect(image)
 
     max_batch = 1
@@ -140,7 +142,7 @@ class FailsOnFrame:
         return [self.detect(image) for image in images]
 
     def fork(self) -> FailsOnFrame:
-        return FailsOnFrame(self._detector.fork(), self._fail_at)
+        return FailsOnFrame(self._detector.fork(), self._fail_at, self._error)
 
     def close(self) -> None:
         self._detector.close()
@@ -155,6 +157,18 @@ def test_a_failing_request_ends_the_run_with_its_error(small_cfg: Config) -> Non
         pipeline.run()
     assert recorder.frames == list(range(len(recorder.frames)))  # what was handed on was in order
     assert len(recorder.frames) < FRAMES
+
+
+def test_frames_a_remote_detector_cannot_take_are_dropped_and_counted(small_cfg: Config) -> None:
+    """A remote detector whose server is down (DetectorUnavailable, the live policy) costs those frames,
+    counted, and the run goes on in order with the rest."""
+    detector = FailsOnFrame(create_detector(YOLOX_ONNX, small_cfg), range(5, 9), DetectorUnavailable)
+    recorder = Recorder()
+    stream = Stream(FirstFrames(HIGHWAY_CLIP, small_cfg, FRAMES), build_processor(small_cfg), [recorder])
+    summary = Pipeline(detector, small_cfg, [stream]).run()
+    assert summary.frames_detector_unavailable == 4 == stream.summary.frames_detector_unavailable
+    assert recorder.frames == [i for i in range(FRAMES) if i not in range(4, 8)]  # frames 5th to 8th lost
+    assert summary.frames_processed == FRAMES - 4
 
 
 def test_inference_requests_by_mode(cfg: Config) -> None:

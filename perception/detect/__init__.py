@@ -20,7 +20,7 @@ from perception.types import Detections
 class Detector(Protocol):
     """What every backend provides; the pipeline knows nothing else about it."""
 
-    backend: str  # "onnxruntime", "openvino", "tensorrt" or "ultralytics"
+    backend: str  # "onnxruntime", "openvino", "tensorrt", "ultralytics" or "triton"
     class_names: list[str]  # the model's classes, indexed by Detections.class_ids
     input_hw: tuple[int, int]
     layout: str  # output layout decoded (config.LAYOUTS): "yolox", "yolov5", "ultralytics" or "end2end"
@@ -48,7 +48,7 @@ class Detector(Protocol):
         ...
 
 
-BACKENDS = ("onnxruntime", "openvino", "tensorrt", "ultralytics")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "ultralytics", "triton")
 
 
 def resolve_backend(model_path: str | Path, backend: str) -> str:
@@ -87,9 +87,9 @@ def inference_requests(cfg: DetectorConfig, throughput: bool) -> int:
 
 
 def create_detector(model_path: str | Path, cfg: Config, requests: int = 1) -> Detector:
-    """Build the configured backend, set up for `requests` frames in inference at once (ONNX Runtime and
-    OpenVINO; the others always run one). Every backend takes `(model_path, cfg, requests)`. Imports are
-    local so a missing optional backend costs nothing."""
+    """Build the configured backend, set up for `requests` frames in inference at once (ONNX Runtime,
+    OpenVINO and Triton; the others always run one). Every backend takes `(model_path, cfg, requests)`.
+    Imports are local so a missing optional backend costs nothing."""
     backend = resolve_backend(model_path, cfg.detector.backend)
     if backend == "onnxruntime":
         from perception.detect.onnxruntime import OnnxRuntimeDetector as cls
@@ -99,6 +99,8 @@ def create_detector(model_path: str | Path, cfg: Config, requests: int = 1) -> D
         from perception.detect.ultralytics import UltralyticsDetector as cls
     elif backend == "tensorrt":
         from perception.detect.tensorrt import TensorRTDetector as cls
+    elif backend == "triton":
+        from perception.detect.triton import TritonDetector as cls
     else:
         raise ValueError(f"unknown detector backend {backend!r}")
     return cls(model_path, cfg, requests)
