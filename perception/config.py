@@ -81,7 +81,10 @@ class DetectorConfig(_Strict):
     backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics", "triton"] = "auto"
     default_model: Annotated[str, Field(min_length=1)] = "yolo11n.pt"
     layout: Literal["auto"] | Layout = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
+    auto_trial: bool = True
+    auto_frames: str = ""
+    cache_dir: str = ""
     input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] = (
         448,
         800,
@@ -97,6 +100,8 @@ class DetectorConfig(_Strict):
     openvino_device: Annotated[str, Field(min_length=1)] = "CPU"
     openvino_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
     openvino_threads: Annotated[int, Field(ge=0, le=256)] = 0
+    openvino_preprocess: bool = True
+    ultralytics_device: Annotated[str, Field(min_length=1)] = "auto"
     triton_url: str = "grpc://127.0.0.1:8001"
     triton_model: str = ""
     triton_timeout_s: PosFloat = 5.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -17,6 +19,17 @@ YOLOX_ONNX = ASSETS / "models" / "yolox_nano.onnx"
 HIGHWAY_CLIP = ASSETS / "videos" / "highway_960x540_25fps.mp4"
 MOT17_13 = ASSETS / "mot" / "MOT17-mini" / "MOT17-13-FRCNN"
 STILLS = ASSETS / "images" / "udacity_highway"
+
+
+# Backend auto without its timed trial: a test's result must not depend on which runtime won a race on a busy
+# machine (tests/test_choose.py runs the trial itself). Choices are cached in a folder of this session's own.
+os.environ.setdefault("PERCEPTION_AUTO_TRIAL", "0")
+_CACHE = tempfile.mkdtemp(prefix="perception-test-cache-")
+os.environ.setdefault("PERCEPTION_CACHE_DIR", _CACHE)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:

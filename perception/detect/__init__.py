@@ -52,11 +52,11 @@ BACKENDS = ("onnxruntime", "openvino", "tensorrt", "ultralytics", "triton")
 
 
 def resolve_backend(model_path: str | Path, backend: str) -> str:
-    """The backend `auto` means for this model on this machine.
+    """The backend `auto` means for this model by its format, before any measurement.
 
     TensorRT wherever it can run (an NVIDIA GPU with tensorrt and pycuda installed) for ONNX and plans;
-    otherwise ONNX Runtime for ONNX (faster than OpenVINO for these FP32 models on the 2-core AMD machines
-    measured, see benchmarks/README.md), OpenVINO for its own IR, Ultralytics for PyTorch `.pt`.
+    Ultralytics for PyTorch `.pt`; OpenVINO for its own IR; ONNX Runtime for ONNX. On a CPU, `create_detector`
+    then lets a timed trial pick between ONNX Runtime and OpenVINO and their precisions (detect/choose.py).
     """
     if backend != "auto":
         return backend
@@ -86,10 +86,26 @@ def inference_requests(cfg: DetectorConfig, throughput: bool) -> int:
     return min(2, os.cpu_count() or 1) if throughput else 1
 
 
-def create_detector(model_path: str | Path, cfg: Config, requests: int = 1) -> Detector:
+def create_detector(
+    model_path: str | Path, cfg: Config, requests: int = 1, frames_from: str | Path | None = None
+) -> Detector:
     """Build the configured backend, set up for `requests` frames in inference at once (ONNX Runtime,
     OpenVINO and Triton; the others always run one). Every backend takes `(model_path, cfg, requests)`.
-    Imports are local so a missing optional backend costs nothing."""
+    `backend: auto` on a CPU picks the runtime and precision per machine and model (detect/choose.py; the
+    choice is in the detector's `choice`), checking reduced precision on real frames: `detector.auto_frames`,
+    else `frames_from` (the run's source, when a file or folder). Imports are local so a missing optional
+    backend costs nothing."""
+    backend = resolve_backend(model_path, cfg.detector.backend)
+    if cfg.detector.backend == "auto" and backend in ("onnxruntime", "openvino"):
+        from perception.detect.choose import choose_backend
+
+        detector, choice = choose_backend(model_path, cfg, requests, frames_from, _create)
+        detector.choice = choice
+        return detector
+    return _create(model_path, cfg, requests)
+
+
+def _create(model_path: str | Path, cfg: Config, requests: int = 1) -> Detector:
     backend = resolve_backend(model_path, cfg.detector.backend)
     if backend == "onnxruntime":
         from perception.detect.onnxruntime import OnnxRuntimeDetector as cls

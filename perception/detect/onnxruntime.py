@@ -10,6 +10,7 @@ import onnxruntime as ort
 
 from perception.config import Config
 from perception.detect.backend import HeadDetector, LoadedModel
+from perception.detect.quantized import require_quantized
 from perception.errors import PerceptionError, first_line
 
 
@@ -35,7 +36,9 @@ class OnnxRuntimeDetector(HeadDetector):
         det = cfg.detector
         if not path.is_file():
             raise PerceptionError(f"model not found: {path}")
-        if det.precision not in ("auto", "fp32"):
+        if det.precision == "int8":
+            require_quantized(path, self.backend)
+        elif det.precision not in ("auto", "fp32"):
             raise PerceptionError(
                 f"detector.precision {det.precision}: ONNX Runtime runs this model in fp32 on the CPU; "
                 "use --backend openvino for bf16 or fp16"

@@ -11,9 +11,11 @@ import yaml
 
 from perception.config import Config
 from perception.detect.backend import HeadDetector, LoadedModel
+from perception.detect.quantized import require_quantized
 from perception.errors import PerceptionError, first_line
 
-_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+# detector.precision -> INFERENCE_PRECISION_HINT. int8: a quantized model as it is, its other layers in f32.
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 
 
 def model_file(path: Path) -> Path:
@@ -66,6 +68,8 @@ class OpenVinoDetector(HeadDetector):
     def _load(self, path: Path, cfg: Config) -> LoadedModel:
         det = cfg.detector
         source = model_file(path)
+        if det.precision == "int8":
+            require_quantized(source, self.backend)
         core = ov.Core()
         try:
             model = core.read_model(str(source))
