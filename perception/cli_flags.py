@@ -70,7 +70,7 @@ FLAGS: dict[str, Flag] = {
     ),
     "--compare": Flag(
         ("bench", "compare"),
-        {"metavar": "MODES", "help": "comma-separated baselines: sequential,detector,ultralytics"},
+        {"metavar": "MODES", "help": "comma-separated baselines: sequential,detector,ultralytics,backends"},
         _compare,
     ),
     "--repeat": Flag(

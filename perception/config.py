@@ -241,7 +241,7 @@ class OutputConfig(_Strict):
 class BenchConfig(_Strict):
     warmup_frames: Annotated[int, Field(ge=0, le=1000)] = 10
     repeat: Annotated[int, Field(ge=1, le=100)] = 1
-    compare: list[Literal["sequential", "detector", "ultralytics"]] = Field(
+    compare: list[Literal["sequential", "detector", "ultralytics", "backends"]] = Field(
         default_factory=lambda: ["sequential", "detector"]
     )
 

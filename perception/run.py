@@ -58,7 +58,9 @@ def run_command(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as outputs:
         opened = _open_sources(outputs, cfg, specs, args.out)
         throughput = not any(o.source.is_live for o in opened)
-        detector = create_detector(model, cfg, inference_requests(cfg.detector, throughput))
+        # Backend auto checks reduced precision on real frames: the first stream's, when a file or folder.
+        sample = next((o.spec.source for o in opened if not o.source.is_live), None)
+        detector = create_detector(model, cfg, inference_requests(cfg.detector, throughput), sample)
         outputs.callback(detector.close)
         relay = _DetectorRelay(opened)
         if hasattr(detector, "on_health"):  # a remote detector: its server's health, what to do while down

@@ -10,6 +10,8 @@ import cv2
 import pytest
 
 from perception.bench import latency_stats
+from perception.detect.choose import candidates, openvino_default_precision
+from perception.detect.machine import machine_info
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
 from tests.test_cli import run_cli
 
@@ -93,11 +95,43 @@ def test_fast_figures_add_up(fast_run: tuple[dict, Path]) -> None:
     # e2e covers the stages it spans
     assert pipeline["e2e"]["max"] >= pipeline["detect"]["p50"]
     ratios = ("fps_ratio_vs_detector", "fps_ratio_vs_sequential")
-    assert set(data["checks"]) == {"pipeline_fps", *ratios, *(f"{r}_round_median" for r in ratios)}
+    cpu = ("cpu_ms_per_frame_pipeline", "cpu_ms_per_frame_detector", "cpu_ratio_detector_vs_pipeline")
+    assert set(data["checks"]) == {"pipeline_fps", *ratios, *(f"{r}_round_median" for r in ratios), *cpu}
+    checks = data["checks"]
+    cpu_s = {m: sum(r["cpu_s"] for r in data["modes"][m]["runs"]) for m in ("pipeline", "detector")}
+    frames = {m: data["modes"][m]["frames"]["processed"] for m in ("pipeline", "detector")}
+    assert checks["cpu_ms_per_frame_pipeline"] == pytest.approx(1000 * cpu_s["pipeline"] / frames["pipeline"])
+    assert checks["cpu_ratio_detector_vs_pipeline"] == pytest.approx(
+        checks["cpu_ms_per_frame_detector"] / checks["cpu_ms_per_frame_pipeline"]
+    )
     assert data["checks"]["pipeline_fps"] == data["modes"]["pipeline"]["fps_median"]
     pipe_runs, det_runs = data["modes"]["pipeline"]["fps_runs"], data["modes"]["detector"]["fps_runs"]
     by_round = sorted(p / d for p, d in zip(pipe_runs, det_runs, strict=True))
     assert data["checks"]["fps_ratio_vs_detector_round_median"] == pytest.approx(sum(by_round) / 2)
+
+
+def test_backends_side_by_side(cut_clip: Path, tmp_path: Path) -> None:
+    """Every candidate of backend auto as a pipeline mode in the same rounds, the plain ones marked, and
+    auto's FPS over the faster plain runtime's in the checks."""
+    data = bench(
+        cut_clip, tmp_path, "--mode", "fast", "--compare", "backends", "--repeat", "2", "--frames", "20"
+    )
+    expected = {f"pipeline:{c.backend}-{c.precision}" for c in candidates("onnx", machine_info(), "auto")}
+    assert set(data["modes"]) == {"pipeline", *expected}
+    check_consistent(data, 20, repeat=2)
+    described = data["detector"]["backend_modes"]
+    assert set(described) == expected
+    plain_ov = f"pipeline:openvino-{openvino_default_precision()}"
+    assert described["pipeline:onnxruntime-fp32"]["plain"] and described[plain_ov]["plain"]
+    assert sum(v["plain"] for v in described.values()) == 2  # plain ONNX Runtime and plain OpenVINO
+    choice = data["detector"]["choice"]
+    assert f"pipeline:{choice['backend']}-{choice['precision']}" in expected
+    plain = [n for n, v in described.items() if v["plain"]]
+    best = max(data["modes"][n]["fps_median"] for n in plain)
+    assert data["checks"]["fps_ratio_auto_vs_best_plain"] == pytest.approx(
+        data["checks"]["pipeline_fps"] / best
+    )
+    assert "fps_ratio_auto_vs_best_plain_round_median" in data["checks"]
 
 
 def test_realtime_figures_add_up(realtime_run: tuple[dict, Path]) -> None:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from perception.bench.backends import auto_checks, backend_variants
 from perception.bench.report import machine, versions, write_plots, write_report
 from perception.bench.runners import (
     RunResult,
@@ -50,11 +51,14 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.source).exists():
         raise PerceptionError(f"source not found: {args.source}")
     requests = inference_requests(cfg.detector, throughput=cfg.source.mode == "fast")
-    detector = create_detector(args.model, cfg, requests)
+    detector = create_detector(args.model, cfg, requests, args.source)
     # A plain loop runs one request at a time: it gets a detector set up for that (all threads on one).
-    single = detector if detector.requests == 1 else create_detector(args.model, cfg)
+    single = detector if detector.requests == 1 else create_detector(args.model, cfg, 1, args.source)
     images = decode_frames(args.source, cfg, args.frames) if "detector" in cfg.bench.compare else []
-    modes = ["pipeline", *dict.fromkeys(cfg.bench.compare)]
+    variants = backend_variants(args.model, cfg, requests) if "backends" in cfg.bench.compare else {}
+    modes = ["pipeline"]
+    for name in dict.fromkeys(cfg.bench.compare):
+        modes += list(variants) if name == "backends" else [name]
     runs: dict[str, list[RunResult]] = {m: [] for m in modes}
     errors: dict[str, str] = {}
     for round_index in range(cfg.bench.repeat):
@@ -69,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 runs[mode].append(run_sequential(args.source, single, cfg, args.frames))
             elif mode == "detector":
                 runs[mode].append(run_detector(images, detector))
+            elif mode in variants:
+                runs[mode].append(run_pipeline(args.source, variants[mode].detector, cfg, args.frames))
             else:
                 try:
                     runs[mode].append(run_ultralytics(args.source, str(args.model), cfg, args.frames))
@@ -95,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
             "intra_op_threads": cfg.detector.intra_op_threads,
             "intra_op_spinning": cfg.detector.intra_op_spinning,
             "openvino_hint": cfg.detector.openvino_hint,
+            "precision": getattr(detector, "cfg", cfg.detector).precision,
+            "choice": choice.as_dict() if (choice := getattr(detector, "choice", None)) else None,
+            "backend_modes": {name: v.describe() for name, v in variants.items()},
         },
         "machine": machine(),
         "versions": versions(),
@@ -103,11 +112,13 @@ def run(args: argparse.Namespace) -> int:
         "errors": errors,
         "notes": "peak_rss_mib is the process high-water mark when the run ended (modes share one process)",
     }
-    bench["checks"] = checks(bench)
+    bench["checks"] = {**checks(bench), **auto_checks(bench)}
     bench["plots"] = write_plots(args.out, runs, warmup)
     (args.out / "bench.json").write_text(json.dumps(no_nan(bench), indent=1, allow_nan=False))
     write_report(args.out / "report.md", bench)
     print((args.out / "report.md").read_text().split("\n\n")[2], file=sys.stderr)
+    for variant in variants.values():
+        variant.detector.close()
     for mode, message in errors.items():
         print(f"bench: {mode} failed: {message}", file=sys.stderr)
     print(f"bench: wrote {args.out}/bench.json, report.md, {', '.join(bench['plots'])}", file=sys.stderr)

@@ -93,6 +93,15 @@ def trial_enabled(configured: bool) -> bool:
     )
 
 
+def openvino_default_precision(device: str = "CPU") -> str:
+    """The precision OpenVINO computes in when not told (bf16 on CPUs with AVX-512 BF16 or AMX): what a plain
+    `--backend openvino` runs."""
+    import openvino as ov
+
+    hint = str(ov.Core().get_property(device, "INFERENCE_PRECISION_HINT"))
+    return {"bf16": "bf16", "f16": "fp16"}.get(hint, "fp32")
+
+
 def model_kind(path: Path) -> str:
     """ "onnx" or "ir" (OpenVINO XML, or a folder holding one)."""
     if path.suffix.lower() == ".onnx":
