@@ -4,7 +4,8 @@
   (with every configured extra detector beside it);
 - `perception eval-det IMAGES --gt FILE --format F`: precision, recall, AP50 against ground truth;
 - `perception build-engine MODEL.onnx`: a TensorRT plan (and INT8 calibration) into the engine folder;
-- `perception export MODEL.pt`: Ultralytics export to ONNX or OpenVINO, for the other backends.
+- `perception export MODEL.pt`: Ultralytics export to ONNX or OpenVINO, for the other backends;
+- `perception quantize MODEL --calib FRAMES`: static INT8 (NNCF, OpenVINO IR), written only if recall holds.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from perception.sinks import LABEL_COLOURS
 from perception.sources import IMAGE_SUFFIXES
 from perception.types import Detections
 
-COMMANDS = ("detect", "eval-det", "build-engine", "export")
+COMMANDS = ("detect", "eval-det", "build-engine", "export", "quantize")
 AP_CONF_THRESHOLD = 0.001  # eval-det keeps detections down to this score for AP (as YOLO val does)
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -86,6 +87,34 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--dynamic", action="store_true", help="dynamic input size (ONNX)")
 
+    quant = commands.add_parser(
+        "quantize", help="static INT8 for the CPU (NNCF, OpenVINO IR), written only if recall holds"
+    )
+    quant.add_argument("model", type=Path, help="FP32 model: .onnx or OpenVINO IR")
+    quant.add_argument(
+        "--calib", required=True, help="real frames: a video or an image folder (MOT sequences: scored on gt)"
+    )
+    quant.add_argument(
+        "--imgsz", type=int, nargs="+", metavar="N", help="input height [width] (a fixed-size model's own)"
+    )
+    quant.add_argument(
+        "--out", type=Path, help="output folder (default: out/quantize/NAME_int8_HxW_openvino_model)"
+    )
+    quant.add_argument(
+        "--frames", type=int, default=300, help="frames taken from --calib, evenly (default 300)"
+    )
+    quant.add_argument(
+        "--max-drop",
+        type=float,
+        default=0.01,
+        help="largest recall loss accepted, as a fraction (default 0.01)",
+    )
+    quant.add_argument(
+        "--check",
+        help="frames for the accuracy check instead of every 4th of --calib (e.g. with ground truth)",
+    )
+    quant.add_argument("--config", help="YAML overriding configs/default.yaml")
+
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "detect":
@@ -94,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         return _eval_det(args)
     if args.command == "build-engine":
         return _build_engine(args)
+    if args.command == "quantize":
+        return _quantize(args)
     return _export(args)
 
 
@@ -278,4 +309,35 @@ def _export(args: argparse.Namespace) -> int:
     print(out)
     backend = resolve_backend(out, "auto")
     print(f"perception: run it with --model {out} (backend {backend})", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- quantize
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from perception.detect.quantize import HOLD_BACK_EVERY, quantize
+
+    if args.frames < 1 or not 0 <= args.max_drop < 1:
+        raise PerceptionError("--frames must be at least 1 and --max-drop within 0..1")
+    imgsz = _imgsz(args.imgsz)
+    overrides = {"detector": {"input_size": list(imgsz)}} if imgsz else None
+    cfg = load_config(args.config, overrides)
+    result = quantize(args.model, args.calib, cfg, args.out, args.frames, args.max_drop, args.check)
+    check = result.check
+    where = args.check or f"every {HOLD_BACK_EVERY}th of {args.calib}, held back"
+    print(f"accuracy check on {check.frames} frames ({where}), {check.boxes} boxes")
+    print(f"reference: {check.reference}")
+    print(f"recall: FP32 {check.fp32_recall:.4f}, INT8 {check.recall:.4f} ({-100 * check.drop:+.2f} points)")
+    print(
+        f"detect() per frame, this machine, alternating: FP32 {result.fp32_ms:.1f} ms, "
+        f"INT8 {result.int8_ms:.1f} ms (OpenVINO); calibrated on {result.calibration_frames} frames "
+        f"in {result.seconds:.0f} s"
+    )
+    if result.out is None:
+        raise PerceptionError(
+            f"INT8 model not written: recall drops {100 * check.drop:.2f} points on the checked frames "
+            f"(limit {100 * args.max_drop:.2f})"
+        )
+    print(f"wrote {result.out}")
     return 0
