@@ -316,6 +316,26 @@ def test_ultralytics_runs_a_pt_model(tiny_pt: Path, cfg: Config, highway_frame: 
     assert np.all(det.scores > cfg.detector.conf_threshold)
 
 
+def test_ultralytics_device_and_half_from_config(tiny_pt: Path, cfg: Config, highway_frame) -> None:
+    """detector.ultralytics_device and precision fp16 reach Ultralytics' predictor (which runs half precision
+    on a GPU only); bf16 and int8 on a float model are refused."""
+    detector = create_detector(
+        tiny_pt, with_backend(cfg, "ultralytics", ultralytics_device="cpu", precision="fp16")
+    )
+
+    def half(args) -> bool:  # Ultralytics 8.4 replaced `half` with `quantize`
+        return getattr(args, "quantize", None) == 16 if hasattr(args, "quantize") else bool(args.half)
+
+    args = detector.model.predictor.args
+    assert half(args) and str(args.device) == "cpu"
+    detector.detect(highway_frame)
+    default = create_detector(tiny_pt, with_backend(cfg, "ultralytics"))
+    assert not half(default.model.predictor.args)
+    for precision, needle in (("bf16", "runs fp32 or fp16"), ("int8", "not quantized")):
+        with pytest.raises(PerceptionError, match=needle):
+            create_detector(tiny_pt, with_backend(cfg, "ultralytics", precision=precision))
+
+
 def test_export_pt_to_onnx_then_onnxruntime(tiny_pt: Path, cfg: Config, highway_frame: np.ndarray) -> None:
     proc = _run("-m", "perception.cli", "export", tiny_pt, "--format", "onnx", "--imgsz", "320", "512")
     assert proc.returncode == 0, proc.stderr

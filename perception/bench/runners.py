@@ -188,14 +188,20 @@ def _next(order: Iterator[int], lock: threading.Lock) -> int | None:
 def run_ultralytics(spec: str, model: str, cfg: Config, limit: int | None) -> RunResult:
     """`YOLO(model).track(source, stream=True)` at our thresholds; its per-frame time is the time between
     results (it decodes, detects and tracks in one loop), and its own pre/infer/post split is kept."""
-    from perception.detect.ultralytics import load_ultralytics
+    from perception.detect.ultralytics import device_and_half, load_ultralytics, precision_options
 
     yolo_cls = load_ultralytics().YOLO
+    options = precision_options(*device_and_half(cfg.detector, model))
 
     def body(result: RunResult) -> None:
         yolo = yolo_cls(model, task="detect")
         stream = yolo.track(
-            source=spec, stream=True, verbose=False, conf=cfg.detector.conf_threshold, persist=False
+            source=spec,
+            stream=True,
+            verbose=False,
+            conf=cfg.detector.conf_threshold,
+            persist=False,
+            **options,
         )
         last = time.monotonic_ns()
         for res in stream:

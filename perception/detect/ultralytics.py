@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from perception.config import Config
+from perception.config import Config, DetectorConfig
 from perception.detect.decode import finish_detections
 from perception.detect.labels import Taxonomy, class_names_from
+from perception.detect.quantized import is_quantized
 from perception.errors import PerceptionError, first_line
 from perception.types import Detections
 
@@ -94,6 +95,35 @@ def _open(model: str | Path, task: str | None = "detect") -> Any:
         raise PerceptionError(f"cannot load model {model}: {first_line(exc)}") from None
 
 
+def device_and_half(cfg: DetectorConfig, model_path: str | Path) -> tuple[str | None, bool]:
+    """Ultralytics' `device` (None: its own choice, the first CUDA GPU where torch sees one, else the CPU) and
+    `half` from `detector.ultralytics_device` and `detector.precision` (fp16: half precision, which
+    Ultralytics applies on a GPU only)."""
+    precision = cfg.precision
+    if precision == "bf16":
+        raise PerceptionError("detector.precision bf16: the ultralytics backend runs fp32 or fp16 (half)")
+    if precision == "int8" and (
+        Path(str(model_path)).suffix.lower() == ".pt" or not is_quantized(model_path)
+    ):
+        raise PerceptionError(
+            f"detector.precision int8: {model_path} is not quantized; Ultralytics runs INT8 exports as they "
+            "are (yolo export format=openvino int8=True), or: perception quantize MODEL --calib FRAMES"
+        )
+    device = None if cfg.ultralytics_device == "auto" else cfg.ultralytics_device
+    return device, precision == "fp16"
+
+
+def precision_options(device: str | None, half: bool) -> dict[str, Any]:
+    """predict()/track() keyword arguments for a device and half precision: `quantize=16` in Ultralytics
+    releases that replaced `half` with it (8.4), `half=True` in earlier ones; nothing when left to it."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    options: dict[str, Any] = {} if device is None else {"device": device}
+    if half:
+        options.update({"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True})
+    return options
+
+
 class UltralyticsDetector:
     """`ultralytics.YOLO` behind the Detector protocol."""
 
@@ -104,6 +134,7 @@ class UltralyticsDetector:
     def __init__(self, model_path: str | Path, cfg: Config, requests: int = 1) -> None:
         classes = cfg.classes
         cfg = self.cfg = cfg.detector
+        self._device, self._half = device_and_half(cfg, model_path)
         self.model = _open(model_path)
         self._imgsz = list(cfg.input_size)
         self._classes: list[int] | None = None
@@ -143,6 +174,7 @@ class UltralyticsDetector:
                 max_det=cfg.max_detections,
                 classes=self._classes,
                 verbose=False,
+                **precision_options(self._device, self._half),
             )
             return results if isinstance(image, list) else results[0]
         except Exception as exc:
