@@ -113,7 +113,11 @@ def run(args: argparse.Namespace) -> int:
         "notes": "peak_rss_mib is the process high-water mark when the run ended (modes share one process)",
     }
     bench["checks"] = {**checks(bench), **auto_checks(bench)}
-    bench["plots"] = write_plots(args.out, runs, warmup)
+    try:
+        bench["plots"] = write_plots(args.out, runs, warmup)
+    except ImportError:  # matplotlib (the bench extra) is missing: the figures are all in bench.json
+        bench["plots"] = []
+        print('bench: no plots (matplotlib missing: pip install -e ".[bench]")', file=sys.stderr)
     (args.out / "bench.json").write_text(json.dumps(no_nan(bench), indent=1, allow_nan=False))
     write_report(args.out / "report.md", bench)
     print((args.out / "report.md").read_text().split("\n\n")[2], file=sys.stderr)

@@ -8,19 +8,18 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import openvino as ov
-
 from perception.errors import PerceptionError, first_line
 
-_INT8 = (ov.Type.i8, ov.Type.u8)
 
-
-def _feeds_tensors(op: ov.Node) -> bool:
+def _feeds_tensors(op) -> bool:
     return any(len(t.get_node().get_output_partial_shape(0)) >= 2 for t in op.output(0).get_target_inputs())
 
 
 @lru_cache(maxsize=16)
 def _quantized(path: str, mtime_ns: int) -> bool:
+    import openvino as ov  # here, not at import: the Ultralytics backend runs without OpenVINO
+
+    int8 = (ov.Type.i8, ov.Type.u8)
     try:
         model = ov.Core().read_model(path)
     except Exception as exc:  # OpenVINO raises RuntimeError and friends for unreadable files
@@ -30,7 +29,7 @@ def _quantized(path: str, mtime_ns: int) -> bool:
         if kind == "FakeQuantize":
             return True
         # 8-bit weights of a dynamically quantized model: integer constants feeding tensors (not indices).
-        if kind == "Constant" and op.get_output_element_type(0) in _INT8 and _feeds_tensors(op):
+        if kind == "Constant" and op.get_output_element_type(0) in int8 and _feeds_tensors(op):
             return True
     return False
 
