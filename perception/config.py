@@ -100,7 +100,6 @@ class DetectorConfig(_Strict):
     openvino_device: Annotated[str, Field(min_length=1)] = "CPU"
     openvino_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
     openvino_threads: Annotated[int, Field(ge=0, le=256)] = 0
-    openvino_preprocess: bool = True
     ultralytics_device: Annotated[str, Field(min_length=1)] = "auto"
     triton_url: str = "grpc://127.0.0.1:8001"
     triton_model: str = ""

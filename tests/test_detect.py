@@ -382,6 +382,24 @@ def test_letterbox_yolox_pads_bottom_right_bgr(frame_540: np.ndarray) -> None:
     np.testing.assert_allclose(back, [[96, 45, 960, 540]], atol=1e-3)
 
 
+@pytest.mark.parametrize("layout", ["yolox", "ultralytics"])
+def test_letterbox_reused_across_frame_sizes_equals_a_fresh_one(frame_540: np.ndarray, layout: str) -> None:
+    """Only the rows the image covers are converted per frame; after frames of other shapes (a portrait one
+    pads columns, a KITTI one leaves more padding rows) every tensor equals a fresh letterbox's."""
+    kitti = cv2.imread(str(STILLS.parent.parent / "kitti" / "image_2" / "000000.png"))
+    shapes = [
+        frame_540,
+        np.ascontiguousarray(frame_540.transpose(1, 0, 2)),
+        kitti,
+        255 - frame_540,
+        frame_540,
+    ]
+    reused = Letterbox((640, 640), INPUT_FORMATS[layout])
+    for image in shapes:
+        fresh = Letterbox((640, 640), INPUT_FORMATS[layout])(image)
+        np.testing.assert_array_equal(reused(image), fresh)
+
+
 def test_letterbox_ultralytics_pads_centred_rgb_unit(frame_540: np.ndarray) -> None:
     lb = Letterbox((384, 640), INPUT_FORMATS["ultralytics"])
     tensor = lb(frame_540)
