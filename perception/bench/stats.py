@@ -118,10 +118,12 @@ def checks(bench: dict[str, Any]) -> dict[str, float]:
             rounds = [p / b for p, b in zip(pipe["fps_runs"], modes[name]["fps_runs"], strict=False) if b > 0]
             if len(rounds) > 1:
                 out[f"fps_ratio_vs_{name}_round_median"] = float(np.median(rounds))
-    if "detector" in cpu_ms and cpu_ms["pipeline"] > 0:
-        out["cpu_ms_per_frame_pipeline"] = cpu_ms["pipeline"]
-        out["cpu_ms_per_frame_detector"] = cpu_ms["detector"]
-        out["cpu_ratio_detector_vs_pipeline"] = cpu_ms["detector"] / cpu_ms["pipeline"]
+    if len(cpu_ms) > 1 and cpu_ms["pipeline"] > 0:
+        for name, ms in cpu_ms.items():
+            out[f"cpu_ms_per_frame_{name}"] = ms
+        for name in ("detector", "ultralytics"):
+            if name in cpu_ms:  # what the pipeline's FPS over this mode's would be were the CPU the limit
+                out[f"cpu_ratio_{name}_vs_pipeline"] = cpu_ms[name] / cpu_ms["pipeline"]
     if bench["mode"] == "realtime":
         out["e2e_p99_ms"] = pipe["latency_ms"]["e2e_due"]["p99"]
         out["frame_interval_ms"] = 1000.0 / bench["source_fps"]
