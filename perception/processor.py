@@ -30,7 +30,11 @@ from perception.types import CollisionWarning, Detections, Frame, FrameResult, T
 class ObjectTracker(Protocol):
     """Detections in, confirmed tracks out, driven by timestamps (seconds), not frame counts."""
 
-    def update(self, detections: Detections, t_s: float) -> Tracks: ...
+    def update(
+        self, detections: Detections, t_s: float, unobserved_classes: np.ndarray | None = None
+    ) -> Tracks:
+        """`unobserved_classes`: classes no detector looked for in this frame (carried, not missed)."""
+        ...
 
     def reset(self) -> None:
         """Forget every track; IDs may start again (the processor keeps them unique)."""
@@ -87,23 +91,30 @@ class FrameProcessor:
         self._max_id = 0
 
     def step(
-        self, frame: Frame, detections: Detections, latency_ms: dict[str, float] | None = None
+        self,
+        frame: Frame,
+        detections: Detections,
+        latency_ms: dict[str, float] | None = None,
+        unobserved_classes: np.ndarray | None = None,
     ) -> FrameResult:
-        """This frame's result; `latency_ms` (the stages so far) gains `track` and `ttc`."""
+        """This frame's result; `latency_ms` (the stages so far) gains `track` and `ttc`.
+        `unobserved_classes`: an extra detector's, on frames it skips (their tracks are carried)."""
         latency_ms = {} if latency_ms is None else latency_ms
         t0 = time.monotonic_ns()
         frame_hw = frame.image.shape[:2]
         if frame_hw != self._frame_hw:
             self._restart(frame_hw)
-        tracks = self._track(detections, frame.source_ts_s, frame_hw)
+        tracks = self._track(detections, frame.source_ts_s, frame_hw, unobserved_classes)
         t1 = time.monotonic_ns()
         warning, events = self._assess(tracks, frame)
         latency_ms[Stage.TRACK] = (t1 - t0) / 1e6
         latency_ms[Stage.TTC] = (time.monotonic_ns() - t1) / 1e6
         return FrameResult(frame, detections, tracks, latency_ms, warning, events)
 
-    def _track(self, detections: Detections, t_s: float, frame_hw: tuple[int, int]) -> Tracks:
-        tracks = self.tracker.update(detections, t_s)
+    def _track(
+        self, detections: Detections, t_s: float, frame_hw: tuple[int, int], unobserved: np.ndarray | None
+    ) -> Tracks:
+        tracks = self.tracker.update(detections, t_s, unobserved)
         if len(tracks):
             if self._id_base:
                 tracks.ids += self._id_base

@@ -11,7 +11,7 @@ import pytest
 
 from perception.bench import latency_stats
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
-from tests.test_cli import run_cli
+from tests.helpers import run_cli
 
 CUT_FRAMES = 40
 WARMUP = 5

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,49 +13,17 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.events import parse_event
-from perception.track import iou_matrix
 from tests.conftest import HIGHWAY_CLIP, MOT17_13, YOLOX_ONNX
-
-HIGHWAY_FRAMES = 221
-
-
-def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perception.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def read_events(path: Path) -> list[dict]:
-    """Every line of an events.jsonl, each checked against the schema in perception/events.py."""
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            parse_event(line)
-        except ValueError as exc:
-            raise AssertionError(f"{path}:{number} does not match the events schema: {exc}") from None
-    return [json.loads(line) for line in lines]
-
-
-def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
-    """Decode the whole file: counts frames a player would show, not what the header claims."""
-    cap = cv2.VideoCapture(str(path))
-    count, size = 0, (0, 0)
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        count += 1
-        size = image.shape[:2]
-    cap.release()
-    return count, size
-
-
-def box_iou(a: list[float], b: list[float]) -> float:
-    return float(iou_matrix(np.array([a], np.float64), np.array([b], np.float64))[0, 0])
+from tests.helpers import (
+    HIGHWAY_FRAMES,
+    assert_one_line_error,
+    box_iou,
+    free_port,
+    read_events,
+    run_cli,
+    video_frames,
+    wait_for_port,
+)
 
 
 @pytest.fixture(scope="module")
@@ -190,21 +155,6 @@ def test_realtime_replay_drops_frames_it_cannot_keep_up_with(tmp_path: Path) -> 
 
 
 # -- bad input: one line on stderr, non-zero exit ------------------------------------------------------
-
-
-def assert_one_line_error(
-    proc: subprocess.CompletedProcess[str], *needles: str, mid_run: bool = False
-) -> None:
-    """Failing at start-up prints exactly one line; failing mid-run, the progress lines before it
-    stay, and the error is the last line. Never a traceback."""
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert "Traceback" not in proc.stderr
-    if not mid_run:
-        assert len(lines) == 1, proc.stderr
-    assert [line for line in lines if line.startswith("error: ")] == [lines[-1]], proc.stderr
-    for needle in needles:
-        assert needle in lines[-1]
 
 
 def test_every_frame_stale_says_so(tmp_path: Path) -> None:
@@ -351,23 +301,6 @@ def http_server(tmp_path: Path):
     finally:
         server.kill()
         server.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout_s:g} s")
 
 
 def test_http_url_of_a_video_file_replays_every_frame(http_server: str, tmp_path: Path) -> None:

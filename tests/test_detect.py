@@ -6,9 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from perception.config import Config
 from perception.detect import create_detector
@@ -18,15 +16,12 @@ from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 from perception.track import iou_matrix as track_iou
 from tests.conftest import MOT17_13, STILLS, YOLOX_ONNX
+from tests.helpers import constant_output_model, ultra_output, with_detector
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) x (M, 4) xyxy -> (N, M) IoU: the tracker's own (checked value by value in test_track)."""
     return track_iou(np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4))
-
-
-def with_detector(cfg: Config, **update: object) -> Config:
-    return cfg.model_copy(update={"detector": cfg.detector.model_copy(update=update)})
 
 
 @pytest.fixture(scope="module")
@@ -164,46 +159,6 @@ def test_taxonomy_unknown_class_name_is_refused(cfg: Config) -> None:
 
 
 # ---------------------------------------------------------------- Ultralytics layout, real ONNX graphs
-
-ULTRA_ANCHORS = 200
-ULTRA_NAMES = str(dict(enumerate(COCO_NAMES)))  # "{0: 'person', 1: 'bicycle', 2: 'car', ...}", as exported
-
-
-def constant_output_model(path: Path, output: np.ndarray, names: str | None = ULTRA_NAMES) -> Path:
-    """A valid ONNX graph: input `images` 1x3x640x640, output = constant + 0 * sum(images)."""
-    out_shape = list(output.shape)
-    graph = helper.make_graph(
-        [
-            helper.make_node("ReduceSum", ["images"], ["total"], keepdims=0),
-            helper.make_node("Mul", ["total", "zero"], ["nothing"]),
-            helper.make_node("Add", ["boxes", "nothing"], ["output0"]),
-        ],
-        "constant_detector",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, out_shape)],
-        initializer=[
-            numpy_helper.from_array(output.astype(np.float32), "boxes"),
-            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    if names is not None:
-        helper.set_model_props(model, {"names": names, "task": "detect", "imgsz": "[640, 640]"})
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def ultra_output(entries: list[tuple[float, float, float, float, int, float]]) -> np.ndarray:
-    """(cx, cy, w, h, class, score) per anchor in input pixels -> 1 x 84 x A raw output."""
-    raw = np.zeros((1, 84, ULTRA_ANCHORS), np.float32)
-    for anchor, (cx, cy, w, h, cls, score) in enumerate(entries):
-        raw[0, :4, anchor * 7 + 3] = (cx, cy, w, h)
-        raw[0, 4 + cls, anchor * 7 + 3] = score
-        # a weaker second class on the same anchor must not win the argmax
-        raw[0, 4 + (cls + 1) % 80, anchor * 7 + 3] = score / 3
-    return raw
 
 
 PERSON, CAR, BUS, TRUCK, TIE = (COCO_NAMES.index(n) for n in ("person", "car", "bus", "truck", "tie"))

@@ -17,8 +17,9 @@ from perception.detect.decode import choose_layout, decode_end2end, yolox_anchor
 from perception.detect.labels import COCO_NAMES, Taxonomy
 from perception.detect.metadata import ModelMetadata
 from perception.errors import PerceptionError
+from perception.track import iou_matrix
 from tests.conftest import ASSETS, YOLOX_ONNX
-from tests.test_detect import iou_matrix, with_detector
+from tests.helpers import with_detector
 
 MODELS = ASSETS / "models"
 YOLO26 = MODELS / "yolo26n_int8.onnx"

@@ -8,15 +8,12 @@ The RTSP server is GStreamer's (tests/rtsp_server.py, run by Debian's python3 fo
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -35,12 +32,22 @@ from perception.sinks import EventLog
 from perception.sources import open_source
 from perception.sources_live import StreamClock, backoff_delay_s
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
-from tests.test_cli import HIGHWAY_FRAMES, assert_one_line_error, read_events, run_cli, video_frames
+from tests.helpers import (
+    HIGHWAY_FRAMES,
+    WAIT_S,
+    Run,
+    assert_one_line_error,
+    frames_of,
+    health,
+    read_events,
+    run_cli,
+    video_frames,
+    write_config,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, the one python3-gi is built for
 RTSP_SERVER = REPO / "tests" / "rtsp_server.py"
-WAIT_S = 90  # deadline for anything a test waits on; generous, as CI machines are shared
 
 
 def _gstreamer_rtsp_missing() -> str | None:
@@ -120,69 +127,6 @@ def rtsp_server(log: Path) -> Iterator[RtspServer]:
 def rtsp(tmp_path: Path) -> Iterator[RtspServer]:
     with rtsp_server(tmp_path / "rtsp_server.log") as server:
         yield server
-
-
-class Run:
-    """`perception run` in the background, with its events followed as they are written."""
-
-    def __init__(self, source: str | Path | list[str], out: Path, *extra: str | Path) -> None:
-        self.out = out
-        self.events_path = out / "events.jsonl"
-        self.stderr_path = out.parent / f"{out.name}.stderr"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self._stderr = self.stderr_path.open("w")
-        sources = [str(s) for s in source] if isinstance(source, list) else [str(source)]
-        cmd = [sys.executable, "-m", "perception.cli", "run", *sources, "--model", str(YOLOX_ONNX)]
-        self.proc = subprocess.Popen([*cmd, "--out", str(out), *map(str, extra)], stderr=self._stderr)
-
-    def events(self, path: Path | None = None) -> list[dict]:
-        """Complete lines only: the last one may be half-written. `path`: another stream's log."""
-        path = path or self.events_path
-        if not path.exists():
-            return []
-        text = path.read_text()
-        return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
-
-    def wait_for(
-        self, what: str, predicate: Callable[[list[dict]], bool], path: Path | None = None
-    ) -> list[dict]:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            events = self.events(path)
-            if predicate(events):
-                return events
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"gave up waiting for {what}; stderr:\n{self.stderr_path.read_text()}")
-
-    def finish(self, sig: int | None = None) -> tuple[int, str]:
-        if sig is not None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=WAIT_S)
-        finally:
-            self.kill()
-        return code, self.stderr_path.read_text()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._stderr.close()
-
-
-def frames_of(events: list[dict]) -> list[dict]:
-    return [e for e in events if e["type"] == "frame"]
-
-
-def health(events: list[dict], state: str | None = None) -> list[dict]:
-    return [e for e in events if e["type"] == "source" and (state is None or e["state"] == state)]
-
-
-def write_config(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
 
 
 # -- a stream that drops, comes back (at another resolution), and finally never returns -----------------

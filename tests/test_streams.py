@@ -8,7 +8,8 @@ import pytest
 
 from perception.errors import PerceptionError
 from perception.streams import read_streams_file, stream_name, stream_specs
-from tests.test_cli import MOT17_13, YOLOX_ONNX, assert_one_line_error, read_events, run_cli, video_frames
+from tests.conftest import MOT17_13, YOLOX_ONNX
+from tests.helpers import assert_one_line_error, read_events, run_cli, video_frames
 
 MOT17_09 = MOT17_13.parent / "MOT17-09-FRCNN"
 

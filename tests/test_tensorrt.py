@@ -44,7 +44,7 @@ from perception.detect.metadata import ModelMetadata
 from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
-from tests.test_detect import constant_output_model, ultra_output, with_detector
+from tests.helpers import constant_output_model, ultra_output, with_detector
 
 ON_GPU = tensorrt_available()
 needs_no_tensorrt = pytest.mark.skipif(ON_GPU, reason="TensorRT and a GPU are present here")
@@ -529,7 +529,7 @@ def test_build_engine_checks_calibration_before_anything_else(tmp_path: Path) ->
 
 @needs_gpu
 def test_build_and_run_plan_on_gpu(tmp_path: Path, cfg: Config, highway_frame: np.ndarray) -> None:
-    from tests.test_backends import assert_parity
+    from tests.helpers import assert_parity
 
     trt_cfg = cfg.model_copy(
         update={
