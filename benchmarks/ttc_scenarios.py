@@ -58,7 +58,7 @@ def kitti(model: str, cfg) -> None:
             ASSETS / "kitti" / "calib" / f"{index:06d}.txt", image.shape[1::-1]
         )
         dets = detector.detect(image)
-        dist, _ = ranging(Camera(profile, image.shape[:2]), dets.boxes_xyxy, dets.label_ids)
+        dist, _, _ = ranging(Camera(profile, image.shape[:2]), dets.boxes_xyxy, dets.label_ids)
         for label in (ASSETS / "kitti" / "label_2" / f"{index:06d}.txt").read_text().splitlines():
             f = label.split()
             if f[0] == "DontCare":
