@@ -118,7 +118,7 @@ class LeadSelector:
         in_path = np.where(flip, want, mem["in_path"])
         since = np.where(flip, np.nan, since)
 
-        occluded = _behind_in_path(tracks.boxes_xyxy, in_path)
+        occluded = _behind_in_path(tracks.boxes_xyxy, in_path & label_ok)
         tracks.in_path[:] = in_path & label_ok
         tracks.ttc_plausible &= ~occluded
 

@@ -3,7 +3,8 @@
 Each row is one quantity of one track (an inverse size, a distance, a lateral offset) sampled at times
 dt <= 0 relative to now. A least-squares line y = a + b * dt gives the value now (a) and its rate (b);
 samples beyond 3 robust sigmas of the first fit are dropped and the line refitted. Uncertainties are the
-OLS ones from the residuals, so a jittery history reports itself as such.
+OLS ones from the residuals, so a jittery history reports itself as such; `floored` raises them to what
+the measurement's known noise implies, for tests of significance.
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ class LineFit:
     var_b: np.ndarray
     cov_ab: np.ndarray
     ok: np.ndarray
+    s2: np.ndarray  # the residuals' variance (one sample's noise, as the samples show it)
+    n: np.ndarray  # samples used
+    x_mean: np.ndarray  # their mean time
+    sxx: np.ndarray  # their spread in time
+
+    def floored(self, noise_var: np.ndarray, extra_var_b: np.ndarray | float = 0.0) -> LineFit:
+        """The same line with its uncertainty at least what a sample's known noise `noise_var` gives (a
+        few samples can line up by chance), plus `extra_var_b` on the slope (a drift no residual shows)."""
+        s2 = np.maximum(self.s2, np.nan_to_num(noise_var))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var_b = s2 / self.sxx + extra_var_b
+            var_a = s2 * (1.0 / np.maximum(self.n, 1) + self.x_mean**2 / self.sxx)
+            cov_ab = -self.x_mean * s2 / self.sxx
+        return LineFit(self.a, self.b, var_a, var_b, cov_ab, self.ok, s2, self.n, self.x_mean, self.sxx)
 
     def ttc(self, max_ttc_s: float) -> tuple[np.ndarray, np.ndarray]:
         """For y proportional to distance: TTC = a / -b and its standard deviation; NaN where the line
@@ -66,17 +81,10 @@ class LineFit:
 
 
 def fit_lines(
-    dt_s: np.ndarray,
-    y: np.ndarray,
-    use: np.ndarray,
-    min_samples: int,
-    min_span_s: float,
-    noise_var: np.ndarray | None = None,
+    dt_s: np.ndarray, y: np.ndarray, use: np.ndarray, min_samples: int, min_span_s: float
 ) -> LineFit:
-    """Fit each row's samples `y` at times `dt_s` (<= 0, relative to now) where `use` is set.
-
-    noise_var: per row, the variance of one sample's measurement noise, a floor for the residuals' (a few
-    samples can line up by chance, which would make the fit look far more certain than it is)."""
+    """Fit each row's samples `y` at times `dt_s` (<= 0, relative to now) where `use` is set; the
+    uncertainties are those the residuals show (`LineFit.floored` adds what they cannot)."""
     for attempt in range(2):
         n = use.sum(1)
         n_safe = np.maximum(n, 1)
@@ -94,15 +102,10 @@ def fit_lines(
             kept = use & (np.abs(resid) <= limit[:, None] + 1e-12)
             use = np.where((kept.sum(1) >= min_samples)[:, None], kept, use)
     s2 = (resid**2).sum(1) / np.maximum(n - 2, 1)
-    if noise_var is not None:
-        s2 = np.maximum(s2, np.nan_to_num(noise_var))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var_b = s2 / sxx
-        var_a = s2 * (1.0 / n_safe + x_mean**2 / sxx)
-        cov_ab = -x_mean * s2 / sxx
     span = -np.where(use, dt_s, 0.0).min(1) if dt_s.size else np.zeros(len(dt_s))
     ok = (n >= min_samples) & (span >= min_span_s) & (sxx > 0)
-    return LineFit(a, b, var_a, var_b, cov_ab, ok)
+    unset = np.zeros_like(a)
+    return LineFit(a, b, unset, unset, unset, ok, s2, n, x_mean, sxx).floored(0.0)
 
 
 def fuse(

@@ -64,16 +64,14 @@ class Annotator:
         boxes = np.round(tracks.boxes_xyxy).astype(np.int32)
         warning = result.warning
         threat_id = warning.track_id if warning.level > WarningLevel.NONE else None
+        # The lead, cut-ins and in-path objects last, so their labels stay readable on top of the others'.
+        order = np.argsort(3 * tracks.lead + 2 * tracks.cut_in + tracks.in_path, kind="stable")
         rows = zip(
-            boxes.tolist(),
-            tracks.ids.tolist(),
-            tracks.label_ids.tolist(),
-            tracks.ttc_s.tolist(),
-            tracks.ttc_plausible.tolist(),
-            tracks.dist_m.tolist(),
-            tracks.in_path.tolist(),
-            tracks.lead.tolist(),
-            tracks.cut_in.tolist(),
+            boxes[order].tolist(),
+            *(column[order].tolist() for column in (tracks.ids, tracks.label_ids, tracks.ttc_s)),
+            *(column[order].tolist() for column in (tracks.ttc_plausible, tracks.dist_m, tracks.in_path)),
+            tracks.lead[order].tolist(),
+            tracks.cut_in[order].tolist(),
             strict=True,
         )
         for (x1, y1, x2, y2), track_id, label_id, ttc_s, trusted, dist, ahead, lead, cut_in in rows:

@@ -134,24 +134,25 @@ class TTCEstimator:
         dist_std = np.where(carried, dist * st["k_rel_std"][slots], dist_std)
         tracks.dist_m[:], tracks.dist_std_m[:] = dist, dist_std
 
-        # Both cues in one fit: rows 0..n-1 the scale histories, n..2n-1 the distance histories. A
-        # distance moves by about dist x edge noise / box height when a box edge moves (edge_px_std,
-        # edge_rel_std): the least noise its samples have, however well a few of them line up.
+        # Both cues in one fit: rows 0..n-1 the scale histories, n..2n-1 the distance histories; fused by
+        # the uncertainty each fit's residuals show.
         cues = np.vstack((inv_hist, dist_hist))
         use = np.vstack((recent, recent)) & np.isfinite(cues)
-        height_px = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
-        rel_edge = np.hypot(cfg.edge_px_std, cfg.edge_rel_std * height_px) / height_px
-        size_noise = np.where(by_flow, 0.0, (inv_size * rel_edge) ** 2)  # flow: far below a pixel
-        noise = np.concatenate((size_noise, np.where(measured, (dist * rel_edge) ** 2, 0.0)))
-        fit = fit_lines(np.vstack((dt, dt)), cues, use, cfg.min_samples, cfg.min_span_s, noise)
-        if dist_rate_std_mps is not None:
-            fit.var_b[n:] += np.where(measured, dist_rate_std_mps, 0.0) ** 2
+        fit = fit_lines(np.vstack((dt, dt)), cues, use, cfg.min_samples, cfg.min_span_s)
         ttc_both, std_both = fit.ttc(cfg.max_ttc_s)
         ttc, std = fuse(ttc_both[:n], std_both[:n], ttc_both[n:], std_both[n:])
 
-        # Do the cues agree? Their relative rates of approach (1/TTC) are comparable even when the
-        # distance is biased, and defined for receding objects too.
-        rate, rate_std = fit.rate()
+        # Do the cues agree? Their relative rates of approach (1/TTC) are comparable even when the distance
+        # is biased, and defined for receding objects too. Judged with every known noise, however well a
+        # few samples line up: a box edge moving by its noise (edge_px_std, edge_rel_std) moves a box-sized
+        # scale sample and a distance by that fraction of the box; the camera's pitch motion drifts the
+        # ground-plane distance (dist_rate_std_mps). (Flow-measured sizes: far below a pixel.)
+        height_px = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
+        rel_edge = np.hypot(cfg.edge_px_std, cfg.edge_rel_std * height_px) / height_px
+        size_noise = np.where(by_flow, 0.0, (inv_size * rel_edge) ** 2)
+        noise = np.concatenate((size_noise, np.where(measured, (dist * rel_edge) ** 2, 0.0)))
+        drift = np.zeros(n) if dist_rate_std_mps is None else np.where(measured, dist_rate_std_mps, 0.0)
+        rate, rate_std = fit.floored(noise, np.concatenate((np.zeros(n), drift**2))).rate()
         checkable = np.isfinite(rate[:n]) & np.isfinite(rate[n:])
         agree = np.abs(rate[:n] - rate[n:]) <= cfg.agreement_sigmas * np.hypot(rate_std[:n], rate_std[n:])
         # Trust is lost only when the cues keep disagreeing for a whole window: the distances come from the
@@ -192,8 +193,8 @@ class TTCEstimator:
         use = (dt >= -cfg.lateral_window_s) & np.isfinite(lat)
         width_px = tracks.boxes_xyxy[:, 2] - tracks.boxes_xyxy[:, 0]
         edge_m = tracks.dist_m / focal_px * np.hypot(cfg.edge_px_std, cfg.edge_rel_std * width_px)
-        fit = fit_lines(dt, lat, use, cfg.min_samples, cfg.min_span_s, edge_m.astype(np.float64) ** 2)
-        speed, std = fit.slope()
+        fit = fit_lines(dt, lat, use, cfg.min_samples, cfg.min_span_s)
+        speed, std = fit.floored(edge_m.astype(np.float64) ** 2).slope()
         tracks.lateral_speed_mps[:], tracks.lateral_speed_std_mps[:] = speed, std
 
     def _slot(self, track_id: int) -> int:
