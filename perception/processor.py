@@ -130,11 +130,9 @@ class FrameProcessor:
         """Per track, set on `tracks`: where it is (distance and lateral position on the road, boxes cut by
         the frame border), how it moves (TTC, lateral speed), whether it is the lead or cutting in; then the
         warning state."""
-        if self._camera is None:
+        if self._camera is None or self.ranging is None:
             return CollisionWarning(), []
         t_s, camera, boxes, labels = frame.source_ts_s, self._camera, tracks.boxes_xyxy, tracks.label_ids
-        if self.ranging is None:
-            return CollisionWarning(), []
         cut = self.ranging.cut_sides(camera, boxes)
         tracks.truncated[:] = cut.any(axis=1)
         dist, dist_std, ground_share = self.ranging(camera, boxes, labels, cut)  # NaN where the bottom is cut
