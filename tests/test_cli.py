@@ -55,7 +55,15 @@ def test_highway_frame_lines_have_the_documented_fields(highway_run) -> None:
         assert set(f["latency_ms"]) >= {"grab", "detect", "track", "ttc", "e2e"}
         assert all(v >= 0 for v in f["latency_ms"].values())
         for t in f["tracks"]:
-            assert set(t) == {"id", "label", "class", "box", "score", "ttc_s", "dist_m", "in_path"}
+            assert set(t) == {"id", "label", "class", "box", "score", "ttc_s", "dist_m", "in_path"} | {
+                "lateral_m",
+                "lateral_speed_mps",
+                "truncated",
+                "ttc_plausible",
+                "lead",
+                "cut_in",
+            }
+            assert not (t["lead"] or t["cut_in"]) or t["label"] in ("vehicle", "pedestrian", "cyclist")
             x1, y1, x2, y2 = t["box"]
             assert 0 <= x1 < x2 <= 960 and 0 <= y1 < y2 <= 540
             assert t["ttc_s"] is None or t["ttc_s"] > 0

@@ -19,8 +19,8 @@ from perception.errors import PerceptionError
 from perception.eval.synthetic import SCENARIOS, _paste, load_assets, render
 from perception.eval.ttc import evaluate_ttc
 from perception.fcw import ForwardCollisionWarning
+from perception.flow import flow_scale
 from perception.track import iou_matrix
-from perception.ttc import flow_scale
 from perception.types import Tracks
 from tests.conftest import ASSETS, YOLOX_ONNX
 
@@ -78,7 +78,7 @@ def test_kitti_distances_within_15_percent() -> None:
     for index in range(3):
         image = cv2.imread(str(KITTI / "image_2" / f"{index:06d}.png"))
         dets = detector.detect(image)
-        dist, _ = ranging(kitti_camera(index, image.shape[:2]), dets.boxes_xyxy, dets.label_ids)
+        dist, _, _ = ranging(kitti_camera(index, image.shape[:2]), dets.boxes_xyxy, dets.label_ids)
         for line in (KITTI / "label_2" / f"{index:06d}.txt").read_text().splitlines():
             f = line.split()
             if f[0] not in ("Car", "Pedestrian", "Cyclist") or float(f[13]) >= 40:
@@ -116,27 +116,36 @@ def test_flow_scale_measures_growth_of_a_real_crop() -> None:
 # -- warning state machine ---------------------------------------------------------------------------------
 
 
-def one_track(ttc_s: float, box=(440.0, 300.0, 520.0, 380.0), dist_m: float = 20.0) -> Tracks:
+WARM_UP = 10  # frames with no threat first: the track is held in the path after fcw.in_path_hold_s
+
+
+def one_track(ttc_s: float, lateral_m: float = 0.0, dist_m: float = 20.0) -> Tracks:
+    """A car whose estimates are all known and trusted (the FCW's inputs, not the estimators')."""
     tracks = Tracks.new(
         ids=np.array([7]),
-        boxes_xyxy=np.array([box], np.float32),
+        boxes_xyxy=np.array([[440.0, 300.0, 520.0, 380.0]], np.float32),
         scores=np.array([0.9], np.float32),
         class_ids=np.array([2], np.int32),
         label_ids=np.array([2], np.int32),
     )
-    tracks.ttc_s[:], tracks.ttc_std_s[:], tracks.dist_m[:] = ttc_s, 0.05 * ttc_s, dist_m
+    tracks.ttc_s[:], tracks.ttc_std_s[:], tracks.ttc_plausible[:] = ttc_s, 0.05 * ttc_s, True
+    tracks.dist_m[:], tracks.dist_std_m[:] = dist_m, 0.1 * dist_m
+    tracks.lateral_m[:], tracks.width_m[:], tracks.lateral_std_m[:] = lateral_m, 1.8, 0.1
+    tracks.lateral_speed_mps[:], tracks.lateral_speed_std_mps[:] = 0.0, 0.05
     return tracks
 
 
-def run_fcw(cfg: Config, ttc_by_frame: list[float], box=(440.0, 300.0, 520.0, 380.0)) -> tuple[list, list]:
+def run_fcw(cfg: Config, ttc_by_frame: list[float], lateral_m: float = 0.0) -> tuple[list, list]:
+    """Levels and events over the sequence (after the warm-up), 25 fps."""
     camera = Camera(load_camera_profile("dashcam"), (540, 960))
     fcw = ForwardCollisionWarning(cfg.fcw, cfg.labels)
     levels, events = [], []
-    for i, ttc in enumerate(ttc_by_frame):
-        state, new = fcw.update(one_track(ttc, box), i * 0.04, camera, i)
+    for i, ttc in enumerate([10.0] * WARM_UP + list(ttc_by_frame)):
+        state, new = fcw.update(one_track(ttc, lateral_m), i * 0.04, camera, i)
         levels.append(state.level.label)
         events += new
-    return levels, events
+    assert set(levels[:WARM_UP]) == {"none"}
+    return levels[WARM_UP:], events
 
 
 def test_warning_needs_persistence_then_holds_with_hysteresis(cfg: Config) -> None:
@@ -160,8 +169,13 @@ def test_warning_clears_and_cooldown_holds_the_next_back(cfg: Config) -> None:
 
 
 def test_out_of_path_tracks_never_warn(cfg: Config) -> None:
-    levels, events = run_fcw(cfg, [1.5] * 30, box=(40.0, 300.0, 120.0, 380.0))  # the next lane, left
+    levels, events = run_fcw(cfg, [1.5] * 30, lateral_m=-3.5)  # the next lane, left
     assert set(levels) == {"none"} and events == []
+
+
+def test_warning_event_names_the_lead(cfg: Config) -> None:
+    _, events = run_fcw(cfg, [3.0] * 10)
+    assert events[0].reason == "lead" and events[0].lateral_m == 0.0 and events[0].truncated is False
 
 
 # -- synthetic scenarios end to end ------------------------------------------------------------------------
