@@ -23,6 +23,8 @@ from perception.track import iou_matrix
 from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
 from tests.helpers import assert_parity, constant_output_model, ultra_output, with_detector
 
+KIND = "integration"
+
 YOLOV8_IR = ASSETS / "models" / "yolov8n_int8_openvino_model"
 KITTI_IMAGES = ASSETS / "kitti" / "image_2"
 
@@ -130,6 +132,7 @@ def test_default_config_picks_auto(cfg: Config) -> None:
     assert detector.backend == ("tensorrt" if ON_GPU else "onnxruntime")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("yaml_text", "needles"),
     [
@@ -176,6 +179,7 @@ def test_openvino_reads_ir_by_folder_or_xml(cfg: Config, highway_frame: np.ndarr
     assert by_xml.class_names == list(COCO_NAMES)
 
 
+@pytest.mark.unit
 def test_openvino_reads_class_names_from_onnx_metadata(tmp_path: Path, cfg: Config) -> None:
     names = list(COCO_NAMES)
     names[79] = "scooter"
@@ -191,6 +195,7 @@ def test_openvino_reads_class_names_from_onnx_metadata(tmp_path: Path, cfg: Conf
     np.testing.assert_allclose(det.boxes_xyxy, [[288, 288, 352, 352]], atol=1e-3)
 
 
+@pytest.mark.unit
 def test_openvino_bad_models_are_refused(tmp_path: Path, cfg: Config) -> None:
     ov = with_backend(cfg, "openvino")
     with pytest.raises(PerceptionError, match="model not found"):
@@ -222,6 +227,7 @@ def _run(*args: object, env: dict[str, str] | None = None, cwd: Path = REPO) -> 
     )
 
 
+@pytest.mark.unit
 def test_ultralytics_is_imported_offline() -> None:
     """In a fresh process: after the backend imports Ultralytics, it believes it is offline (no AutoUpdate,
     no event reporting, no asset lookups) and will not pip-install anything."""
@@ -290,6 +296,7 @@ def test_export_pt_to_onnx_then_onnxruntime(tiny_pt: Path, cfg: Config, highway_
     detector.detect(highway_frame)
 
 
+@pytest.mark.unit
 def test_export_refuses_what_it_cannot_export(tmp_path: Path) -> None:
     proc = _run("-m", "perception.cli", "export", YOLOX_ONNX, "--format", "onnx")
     assert proc.returncode == 1

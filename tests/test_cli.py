@@ -25,6 +25,8 @@ from tests.helpers import (
     wait_for_port,
 )
 
+KIND = "integration"
+
 
 @pytest.fixture(scope="module")
 def highway_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
@@ -182,11 +184,13 @@ def test_every_frame_stale_says_so(tmp_path: Path) -> None:
     assert end["frames_stale"] > 0 and end["frames_stale"] + end["frames_dropped"] == 221
 
 
+@pytest.mark.unit
 def test_missing_source(tmp_path: Path) -> None:
     proc = run_cli("run", tmp_path / "nope.mp4", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
     assert_one_line_error(proc, "source not found", "nope.mp4")
 
 
+@pytest.mark.unit
 def test_non_video_file(tmp_path: Path) -> None:
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video\n" * 100)
@@ -206,6 +210,7 @@ def test_model_that_is_not_onnx(tmp_path: Path) -> None:
     assert_one_line_error(proc, "cannot load model", "model.onnx")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("yaml_text", "needles"),
     [
@@ -321,11 +326,13 @@ def test_http_url_of_a_video_file_replays_every_frame(http_server: str, tmp_path
     assert video_frames(out / "annotated.mp4")[0] == HIGHWAY_FRAMES
 
 
+@pytest.mark.unit
 def test_unreachable_stream(tmp_path: Path) -> None:
     proc = run_cli("run", "rtsp://127.0.0.1:9/live", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
     assert_one_line_error(proc, "cannot open stream", "rtsp://127.0.0.1:9/live")
 
 
+@pytest.mark.unit
 def test_missing_camera(tmp_path: Path) -> None:
     proc = run_cli("run", "7", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
     assert_one_line_error(proc, "cannot open camera 7")

@@ -18,6 +18,8 @@ from perception.track import iou_matrix as track_iou
 from tests.conftest import MOT17_13, STILLS, YOLOX_ONNX
 from tests.helpers import constant_output_model, ultra_output, with_detector
 
+KIND = "unit"
+
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) x (M, 4) xyxy -> (N, M) IoU: the tracker's own (checked value by value in test_track)."""
@@ -32,6 +34,7 @@ def yolox(cfg: Config):
 # ---------------------------------------------------------------- YOLOX-Nano on real images
 
 
+@pytest.mark.integration
 def test_yolox_finds_vehicles_on_highway_frame(yolox, cfg: Config, highway_frame: np.ndarray) -> None:
     assert yolox.layout == "yolox"
     assert yolox.input_hw == tuple(cfg.detector.input_size)
@@ -60,6 +63,7 @@ def test_yolox_finds_vehicles_on_highway_frame(yolox, cfg: Config, highway_frame
     assert np.all(centres_y > h * 0.45)
 
 
+@pytest.mark.integration
 def test_yolox_detection_is_deterministic_across_frame_sizes(yolox, highway_frame: np.ndarray) -> None:
     """The letterbox buffers are reused; switching frame size and back must give the same result."""
     first = yolox.detect(highway_frame)
@@ -69,6 +73,7 @@ def test_yolox_detection_is_deterministic_across_frame_sizes(yolox, highway_fram
     np.testing.assert_array_equal(first.scores, again.scores)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["highway", "test4.jpg", "test5.jpg"])
 def test_boxes_map_back_through_padding(yolox, highway_frame: np.ndarray, name: str) -> None:
     image = highway_frame if name == "highway" else cv2.imread(str(STILLS / name))
@@ -83,6 +88,7 @@ def test_boxes_map_back_through_padding(yolox, highway_frame: np.ndarray, name: 
     assert np.all(best > 0.9), best
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["highway", "test1.jpg"])
 def test_boxes_map_back_through_scaling(yolox, highway_frame: np.ndarray, name: str) -> None:
     image = highway_frame if name == "highway" else cv2.imread(str(STILLS / name))
@@ -96,6 +102,7 @@ def test_boxes_map_back_through_scaling(yolox, highway_frame: np.ndarray, name: 
     assert np.all(best > 0.95), best
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("input_size", [(384, 640), (416, 416), (640, 640)])
 def test_rectangular_and_square_input_sizes(
     yolox, cfg: Config, highway_frame: np.ndarray, input_size: tuple[int, int]
@@ -115,6 +122,7 @@ def test_rectangular_and_square_input_sizes(
     assert np.all(det.scores[matched] > 0.6)
 
 
+@pytest.mark.integration
 def test_mot17_13_recall_of_large_objects(yolox, cfg: Config) -> None:
     image = cv2.imread(str(sorted((MOT17_13 / "img1").glob("*.jpg"))[0]))
     assert image.shape == (1080, 1920, 3)
@@ -136,6 +144,7 @@ def test_mot17_13_recall_of_large_objects(yolox, cfg: Config) -> None:
 # ---------------------------------------------------------------- taxonomy
 
 
+@pytest.mark.integration
 def test_taxonomy_drops_classes_outside_config(cfg: Config) -> None:
     cars_only = cfg.model_copy(update={"classes": {"vehicle": ["car"]}})
     detector = create_detector(YOLOX_ONNX, cars_only)
@@ -152,6 +161,7 @@ def test_taxonomy_drops_classes_outside_config(cfg: Config) -> None:
     assert np.all(iou_matrix(det.boxes_xyxy, full_cars).max(1) > 0.99)
 
 
+@pytest.mark.integration
 def test_taxonomy_unknown_class_name_is_refused(cfg: Config) -> None:
     bad = cfg.model_copy(update={"classes": {"vehicle": ["car", "hovercraft"]}})
     with pytest.raises(PerceptionError, match="hovercraft"):
@@ -322,6 +332,7 @@ def frame_540() -> np.ndarray:
     return image
 
 
+@pytest.mark.integration
 def test_letterbox_yolox_pads_bottom_right_bgr(frame_540: np.ndarray) -> None:
     lb = Letterbox((384, 640), INPUT_FORMATS["yolox"])
     tensor = lb(frame_540)
@@ -337,6 +348,7 @@ def test_letterbox_yolox_pads_bottom_right_bgr(frame_540: np.ndarray) -> None:
     np.testing.assert_allclose(back, [[96, 45, 960, 540]], atol=1e-3)
 
 
+@pytest.mark.integration
 def test_letterbox_ultralytics_pads_centred_rgb_unit(frame_540: np.ndarray) -> None:
     lb = Letterbox((384, 640), INPUT_FORMATS["ultralytics"])
     tensor = lb(frame_540)

@@ -20,6 +20,8 @@ from perception.events import (
 )
 from perception.types import CollisionWarning, Detections, Frame, FrameResult, Tracks
 
+KIND = "unit"
+
 
 def a_result() -> FrameResult:
     tracks = Tracks.new(

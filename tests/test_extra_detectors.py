@@ -21,6 +21,8 @@ from perception.types import Detections
 from tests.conftest import ASSETS, REPO, YOLOX_ONNX
 from tests.helpers import read_events, run_cli
 
+KIND = "integration"
+
 GTSDB_ONNX = ASSETS / "models" / "gtsdb_yolov5n_640.onnx"
 SIGN_IMAGE = ASSETS / "images" / "gtsdb" / "00000.jpg"  # a "priority at next intersection" sign, class 11
 
@@ -34,6 +36,7 @@ def config(tmp_path: Path, text: str) -> Path:
 ENTRY = f"extra_detectors:\n  - model: {GTSDB_ONNX}\n"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
@@ -75,6 +78,7 @@ def test_malformed_entry_is_one_line_naming_the_key(tmp_path: Path, yaml_text: s
     assert text.startswith(f"config {path}: {message}"), text
 
 
+@pytest.mark.unit
 def test_malformed_entry_from_the_command_line(tmp_path: Path) -> None:
     path = config(tmp_path, ENTRY + "    classes: {traffic_sign: ['*']}\n    every_n_frame: 2\n")
     proc = subprocess.run(
@@ -155,6 +159,7 @@ def test_builder_maps_labels_and_classes_into_the_run(sign_run: tuple) -> None:
     np.testing.assert_array_equal(twin.detect(image).boxes_xyxy, signs.boxes_xyxy)
 
 
+@pytest.mark.unit
 def test_merge_of_nothing_and_of_one() -> None:
     one = Detections(
         np.ones((1, 4), np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.zeros(1, np.int32)

@@ -20,6 +20,8 @@ from perception.eval.ttc import evaluate_ttc
 from perception.events import parse_event
 from tests.conftest import ASSETS, HIGHWAY_CLIP, YOLOX_ONNX
 
+KIND = "integration"
+
 REPO = Path(__file__).resolve().parent.parent
 KITTI_APPROACH = ASSETS / "kitti_approach"
 

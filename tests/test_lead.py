@@ -19,6 +19,8 @@ from perception.lead import LeadSelector
 from perception.processor import build_processor
 from perception.types import Detections, Frame, FrameResult, Tracks
 
+KIND = "unit"
+
 FRAME_HW = (540, 960)
 CAMERA = Camera(load_camera_profile("dashcam"), FRAME_HW)
 FPS = 25.0

@@ -45,6 +45,8 @@ from tests.helpers import (
     write_config,
 )
 
+KIND = "unit"
+
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, the one python3-gi is built for
 RTSP_SERVER = REPO / "tests" / "rtsp_server.py"
@@ -173,6 +175,7 @@ def _outage_scenario(rtsp: RtspServer, tmp_path: Path) -> tuple[int, str, list[d
     return code, stderr, read_events(out / "events.jsonl"), out
 
 
+@pytest.mark.live
 def test_stream_survives_server_restarts_and_gives_up_cleanly(outage_run) -> None:
     code, stderr, events, _ = outage_run
     assert code == 0, stderr  # giving up on a stream ends the run normally
@@ -196,6 +199,7 @@ def test_stream_survives_server_restarts_and_gives_up_cleanly(outage_run) -> Non
     assert "stalled" in stderr and "gave_up" in stderr
 
 
+@pytest.mark.live
 def test_stream_goes_on_after_each_recovery_at_the_new_resolution(outage_run) -> None:
     _, _, events, out = outage_run
     frames = frames_of(events)
@@ -218,6 +222,7 @@ def test_stream_goes_on_after_each_recovery_at_the_new_resolution(outage_run) ->
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
 
 
+@pytest.mark.live
 def test_tracks_expire_across_an_outage(outage_run) -> None:
     """Each gap is longer than tracker.max_lost_s, so no track continues through it; after the
     resolution change tracking restarts, and IDs still never repeat across the run."""
@@ -240,6 +245,7 @@ def test_tracks_expire_across_an_outage(outage_run) -> None:
             assert min(ids_after) > max(ids_before), (ids_before, ids_after)  # new tracks, new IDs
 
 
+@pytest.mark.live
 def test_stalled_stream_is_noticed_by_the_read_timeout_and_recovers(rtsp: RtspServer, tmp_path: Path) -> None:
     """A server that stops sending without closing the connection (paused with SIGSTOP): the read
     timeout notices it, reopening times out while it is paused, and the stream comes back after."""
@@ -319,6 +325,7 @@ def assert_processed_up_to_damage(clip: Path, out: Path) -> None:
     assert video_frames(out / "annotated.mp4") == (readable, (540, 960))
 
 
+@pytest.mark.integration
 def test_truncated_video_keeps_every_frame_before_the_cut(tmp_path: Path) -> None:
     data = HIGHWAY_CLIP.read_bytes()
     clip = tmp_path / "half.mp4"
@@ -326,6 +333,7 @@ def test_truncated_video_keeps_every_frame_before_the_cut(tmp_path: Path) -> Non
     assert_processed_up_to_damage(clip, tmp_path / "out")
 
 
+@pytest.mark.integration
 def test_corrupt_video_keeps_every_frame_before_the_damage(tmp_path: Path) -> None:
     data = bytearray(HIGHWAY_CLIP.read_bytes())
     start = len(data) // 8
@@ -338,6 +346,7 @@ def test_corrupt_video_keeps_every_frame_before_the_damage(tmp_path: Path) -> No
 # -- wrong model, invalid settings -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_model_with_an_unexpected_output_layout(tmp_path: Path) -> None:
     """A valid ONNX graph whose output is neither YOLOX's N x A x (5+nc) nor Ultralytics' 1 x (4+nc) x A."""
     graph = helper.make_graph(
@@ -395,6 +404,7 @@ def test_reconnect_attempts_forever_or_a_number(tmp_path: Path) -> None:
 # -- signals ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_sigterm_stops_cleanly_with_outputs_finalised(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = Run(HIGHWAY_CLIP, out, "--mode", "realtime")
@@ -415,6 +425,7 @@ def test_sigterm_stops_cleanly_with_outputs_finalised(tmp_path: Path) -> None:
 # -- parts, on real data -----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_stale_frames_are_dropped_and_counted_apart(tmp_path: Path) -> None:
     """A live (realtime) replay with a frame-age limit no frame can meet: every frame that reaches
     detection is dropped as stale, and the counts add up to the frames grabbed."""
@@ -498,6 +509,7 @@ source:
 """
 
 
+@pytest.mark.live
 def test_a_dead_stream_never_holds_the_others_back(tmp_path: Path) -> None:
     """Two RTSP streams share one detector; one server dies and stays dead: the other keeps delivering
     processed frames all through the first one's outage, and each ends with its own `end` line."""

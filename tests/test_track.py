@@ -9,6 +9,8 @@ from perception.config import Config
 from perception.track import Tracker, iou_matrix
 from perception.types import Detections, Tracks
 
+KIND = "unit"
+
 DT = 0.04  # 25 fps
 PEDESTRIAN, VEHICLE = 0, 2  # label ids in the default taxonomy
 

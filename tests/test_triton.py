@@ -30,6 +30,8 @@ from tests.helpers import (
 )
 from tests.triton_harness import WAIT_S, TritonServer, free_port, require_triton, write_repo, yolox_variant
 
+KIND = "integration"
+
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -21,6 +21,8 @@ from tests.conftest import YOLOX_ONNX
 from tests.helpers import Run, assert_same_detections, clip_frames, read_events, short_clip
 from tests.triton_harness import WAIT_S, TritonServer, require_triton, write_repo
 
+KIND = "integration"
+
 # Short backoff, so outages in tests last seconds: 0.2 s doubling to at most 0.5 s, +-25 %.
 FAST_BACKOFF = {"backoff_initial_s": 0.2, "backoff_max_s": 0.5}
 

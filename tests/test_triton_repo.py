@@ -15,6 +15,8 @@ from tests.conftest import ASSETS, YOLOX_ONNX
 from tests.helpers import assert_one_line_error, run_cli
 from tests.triton_harness import write_repo, yolox_variant
 
+KIND = "integration"
+
 COCO_CAR = 2
 
 

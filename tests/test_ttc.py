@@ -14,6 +14,8 @@ from perception.linefit import nanmedian_rows
 from perception.ttc import TTCEstimator
 from perception.types import Tracks
 
+KIND = "unit"
+
 FRAME_HW = (720, 1280)
 FOCAL_PX = 800.0
 WIDTH_M, HEIGHT_M = 1.8, 1.5

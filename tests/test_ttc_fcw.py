@@ -24,6 +24,8 @@ from perception.track import iou_matrix
 from perception.types import Tracks
 from tests.conftest import ASSETS, YOLOX_ONNX
 
+KIND = "integration"
+
 KITTI = ASSETS / "kitti"
 
 
@@ -34,6 +36,7 @@ def ort_config() -> Config:
 # -- camera geometry ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_ground_projection_round_trip() -> None:
     camera = Camera(load_camera_profile("dashcam"), (540, 960))
     z = np.array([5.0, 10.0, 30.0, 80.0])
@@ -46,6 +49,7 @@ def test_ground_projection_round_trip() -> None:
     assert camera.horizon_v == pytest.approx(0.57 * 540)
 
 
+@pytest.mark.unit
 def test_profile_needs_intrinsics_and_pitch() -> None:
     with pytest.raises(ValueError, match="fx, fy, cx, cy or hfov_deg"):
         CameraProfile(image_size=(100, 100), height_m=1.2, pitch_deg=0.0)
@@ -148,6 +152,7 @@ def run_fcw(cfg: Config, ttc_by_frame: list[float], lateral_m: float = 0.0) -> t
     return levels[WARM_UP:], events
 
 
+@pytest.mark.unit
 def test_warning_needs_persistence_then_holds_with_hysteresis(cfg: Config) -> None:
     # 0.2 s persistence = 5 frames at 25 fps: a 3-frame dip does nothing
     levels, events = run_fcw(cfg, [6.0] * 5 + [2.0] * 3 + [6.0] * 5)
@@ -161,6 +166,7 @@ def test_warning_needs_persistence_then_holds_with_hysteresis(cfg: Config) -> No
     assert levels[-1] == "warning"
 
 
+@pytest.mark.unit
 def test_warning_clears_and_cooldown_holds_the_next_back(cfg: Config) -> None:
     ttc = [3.0] * 10 + [10.0] * 20 + [3.0] * 20  # warn, clear (0.5 s), threat again within 3 s
     levels, events = run_fcw(cfg, ttc)
@@ -168,11 +174,13 @@ def test_warning_clears_and_cooldown_holds_the_next_back(cfg: Config) -> None:
     assert "warning" not in levels[30:]  # cooldown: caution only
 
 
+@pytest.mark.unit
 def test_out_of_path_tracks_never_warn(cfg: Config) -> None:
     levels, events = run_fcw(cfg, [1.5] * 30, lateral_m=-3.5)  # the next lane, left
     assert set(levels) == {"none"} and events == []
 
 
+@pytest.mark.unit
 def test_warning_event_names_the_lead(cfg: Config) -> None:
     _, events = run_fcw(cfg, [3.0] * 10)
     assert events[0].reason == "lead" and events[0].lateral_m == 0.0 and events[0].truncated is False
