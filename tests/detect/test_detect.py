@@ -369,3 +369,17 @@ def test_letterbox_ultralytics_pads_centred_rgb_unit(frame_540: np.ndarray) -> N
     )
     back = lb.to_frame(np.array([[64, 42, 640, 372]], np.float32))
     np.testing.assert_allclose(back, [[96, 45, 960, 540]], atol=1e-3)
+
+
+def test_a_batch_of_frames_of_several_sizes_detects_as_each_alone(yolox, highway_frame: np.ndarray) -> None:
+    """Frames of several streams in one inference (YOLOX's batch axis): each frame letterboxed into its own
+    row with its own mapping back, so every result equals that frame's own detect()."""
+    frames = [highway_frame, cv2.resize(highway_frame, (640, 360)), highway_frame[:, ::-1].copy()]
+    assert yolox.max_batch >= len(frames)
+    batched = yolox.detect_batch(frames)
+    for frame, got in zip(frames, batched, strict=True):
+        want = yolox.detect(frame)
+        assert len(want) > 0 and len(got) == len(want)
+        np.testing.assert_allclose(got.boxes_xyxy, want.boxes_xyxy, atol=1e-3)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+        np.testing.assert_array_equal(got.label_ids, want.label_ids)
