@@ -1,10 +1,13 @@
-"""TTC, distance and forward-collision-warning figures: synthetic scenarios, KITTI distances, the real clip.
+"""TTC, distance and forward-collision-warning figures: synthetic scenarios, KITTI distances, a real KITTI
+approach with lidar truth, the real highway clip.
 
     python benchmarks/ttc_scenarios.py [--model ../shared/models/yolox_nano.onnx]
 
 1. Each synthetic scenario (perception.eval.synthetic) rendered to a temp dir and scored by `eval-ttc`.
 2. Distance to every labelled object in the 3 KITTI frames the detector finds (KITTI's own P2).
-3. Collision warnings on the real highway clip (there should be none).
+3. The real approach in ../shared/kitti_approach scored by `eval-ttc` against the lidar's lead distance
+   (configs/kitti.yaml), on frames 12-46 (closing, true TTC 5.9-10.4 s) and on all 78.
+4. Collision warnings on the real highway clip (there should be none).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def kitti(model: str, cfg) -> None:
             ASSETS / "kitti" / "calib" / f"{index:06d}.txt", image.shape[1::-1]
         )
         dets = detector.detect(image)
-        dist, _ = ranging(Camera(profile, image.shape[:2]), dets.boxes_xyxy, dets.label_ids)
+        dist, _, _ = ranging(Camera(profile, image.shape[:2]), dets.boxes_xyxy, dets.label_ids)
         for label in (ASSETS / "kitti" / "label_2" / f"{index:06d}.txt").read_text().splitlines():
             f = label.split()
             if f[0] == "DontCare":
@@ -71,6 +74,26 @@ def kitti(model: str, cfg) -> None:
             est = dist[np.argmax(iou)]
             err = (est - true_m) / true_m
             print(f"| {index:06d} | {f[0]} | {true_m:.1f} | {iou.max():.2f} | {est:.1f} | {err:+.1%} |")
+
+
+def kitti_approach(model: str) -> None:
+    seq = ASSETS / "kitti_approach"
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "kitti.yaml")
+    print(
+        "\n| KITTI approach frames | lead found | lead TTC shown / trusted | TTC rel. error median / p90 "
+        "| distance rel. error median / p90 | cautions | warnings |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for frames in ((12, 46), None):
+        s = evaluate_ttc(seq, seq / "lidar_lead_distance.csv", model, cfg, frames=frames)
+        span = f"{frames[0]}-{frames[1]}" if frames else f"all {s['frames']}"
+        shares = f"{s['lead_ttc_share']:.0%} / {s['lead_trusted_ttc_share']:.0%}"
+        ttc = f"{s['ttc_median_rel_error']:.1%} / {s['ttc_p90_rel_error']:.1%}"
+        dist = f"{s['dist_median_rel_error']:.1%} / {s['dist_p90_rel_error']:.1%}"
+        print(
+            f"| {span} | {s['lead_found_share']:.0%} | {shares} | {ttc} | {dist} | {s['cautions']} "
+            f"| {s['warnings']} |"
+        )
 
 
 def highway(model: str) -> None:
@@ -99,6 +122,7 @@ def main() -> None:
     cfg = load_config(args.config)
     scenarios(args.model, cfg)
     kitti(args.model, cfg)
+    kitti_approach(args.model)
     highway(args.model)
 
 

@@ -38,6 +38,7 @@ class Item:
     frame: Any  # Frame, or END
     latency_ms: dict[str, float]
     detections: Any = None  # Detections, once detected
+    unobserved: Any = None  # class ids no detector looked for in this frame (an extra detector skipped it)
 
 
 class Inbox:

@@ -86,10 +86,23 @@ def _parser() -> argparse.ArgumentParser:
     ttc = commands.add_parser(
         "eval-ttc", help="score TTC, distance and warnings against a ground-truth CSV", allow_abbrev=False
     )
-    ttc.add_argument("video", help="video to run (e.g. a scenario from python -m perception.eval.synthetic)")
-    ttc.add_argument("--truth", required=True, type=Path, help="per-frame ground truth CSV")
+    ttc.add_argument(
+        "source",
+        help="video or image folder: a scenario from python -m perception.eval.synthetic, or a real drive",
+    )
+    ttc.add_argument(
+        "--truth",
+        required=True,
+        type=Path,
+        help="per-frame ground truth CSV: boxes (synthetic scenarios) or the lead's distance (a real drive)",
+    )
     ttc.add_argument("--model", required=True, help="detector model")
     ttc.add_argument("--config", help="YAML overriding configs/default.yaml")
+    ttc.add_argument("--frames", help="score only frames FIRST-LAST (inclusive), e.g. 12-46")
+    ttc.add_argument("--truth-column", help="the lead's distance column (default: dist_m, or the only one)")
+    ttc.add_argument(
+        "--truth-window", type=int, default=5, help="true TTC from the distances of frames i-K..i+K (5)"
+    )
     ttc.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     add_commands(commands)
     triton_cli.add_commands(commands)
@@ -102,16 +115,29 @@ def _parser() -> argparse.ArgumentParser:
 def _eval_ttc(args: argparse.Namespace) -> int:
     import json
 
-    from perception.eval.ttc import evaluate_ttc
+    from perception.eval.ttc import evaluate_ttc, parse_frames
 
     if not args.truth.is_file():
         raise PerceptionError(f"truth file not found: {args.truth}")
-    scores = evaluate_ttc(Path(args.video), args.truth, args.model, load_config(args.config))
+    if args.truth_window < 1:
+        raise PerceptionError(f"--truth-window must be at least 1, got {args.truth_window}")
+    scores = evaluate_ttc(
+        args.source,
+        args.truth,
+        args.model,
+        load_config(args.config),
+        frames=parse_frames(args.frames),
+        truth_column=args.truth_column,
+        truth_half_window=args.truth_window,
+    )
     if args.json:
         print(json.dumps(scores))
-    else:
-        for key, value in scores.items():
+        return 0
+    for key, value in scores.items():
+        if key != "alarms":
             print(f"{key}: {value}")
+    for alarm in scores["alarms"]:
+        print(f"alarm at frame {alarm['frame']}: {alarm['previous']} -> {alarm['level']} ({alarm})")
     return 0
 
 

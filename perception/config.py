@@ -201,9 +201,21 @@ class TTCConfig(_Strict):
     object_height_m: dict[str, PosFloat] = Field(
         default_factory=lambda: {"pedestrian": 1.7, "cyclist": 1.7, "vehicle": 1.5}
     )
+    object_width_m: dict[str, PosFloat] = Field(
+        default_factory=lambda: {"pedestrian": 0.7, "cyclist": 0.8, "vehicle": 1.8}
+    )
     size_prior_rel_std: PosFloat = 0.15
     pitch_std_deg: PosFloat = 2.0
+    pitch_rate_std_dps: Annotated[float, Field(ge=0)] = 1.0
     edge_px_std: PosFloat = 1.0
+    edge_rel_std: Annotated[float, Field(ge=0, le=1)] = 0.02
+    lateral_window_s: PosFloat = 1.0
+    border_margin_frac: Annotated[float, Field(ge=0, le=0.5)] = 0.04
+    min_age_s: Annotated[float, Field(ge=0)] = 0.5
+    min_box_px: Annotated[float, Field(ge=4)] = 24.0
+    max_rel_std: PosFloat = 0.3
+    max_closing_mps: PosFloat = 45.0
+    agreement_sigmas: PosFloat = 3.0
 
 
 class CameraConfig(_Strict):
@@ -212,7 +224,12 @@ class CameraConfig(_Strict):
 
 class FCWConfig(_Strict):
     labels: list[str] = Field(default_factory=lambda: ["pedestrian", "cyclist", "vehicle", "obstacle"])
-    lane_width_m: Annotated[float, Field(gt=0, le=20)] = 3.5
+    corridor_width_m: Annotated[float, Field(gt=0, le=20)] = 2.6
+    in_path_hold_s: Annotated[float, Field(ge=0)] = 0.3
+    lateral_sigmas: Annotated[float, Field(ge=0)] = 1.0
+    lead_switch_s: Annotated[float, Field(ge=0)] = 0.3
+    cut_in_min_speed_mps: Annotated[float, Field(ge=0)] = 0.3
+    cut_in_sigmas: Annotated[float, Field(ge=0)] = 2.0
     caution_ttc_s: PosFloat = 4.5
     warning_ttc_s: PosFloat = 3.6
     min_persistence_s: Annotated[float, Field(ge=0)] = 0.2
@@ -220,8 +237,6 @@ class FCWConfig(_Strict):
     hysteresis: Annotated[float, Field(ge=0, le=2)] = 0.15
     cooldown_s: Annotated[float, Field(ge=0)] = 3.0
     max_dist_m: PosFloat = 80.0
-    max_closing_mps: PosFloat = 45.0
-    max_ttc_rel_std: PosFloat = 0.3
 
     @model_validator(mode="after")
     def _warning_before_caution(self) -> FCWConfig:

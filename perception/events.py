@@ -132,19 +132,17 @@ class TrackRecord:
     score: float
     ttc_s: float | None
     dist_m: float | None
-    in_path: bool
+    in_path: bool  # in the ego corridor (held for fcw.in_path_hold_s)
+    lateral_m: float | None  # centre's offset from the camera axis on the road, right +
+    lateral_speed_mps: float | None  # its rate, right +
+    truncated: bool  # the box is cut by the frame border
+    ttc_plausible: bool  # ttc_s is trusted (else drawn greyed, never acted on)
+    lead: bool  # the nearest object in the ego path
+    cut_in: bool  # reaching into the path ahead of the lead, moving further in
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "label": self.label,
-            "class": self.class_name,
-            "box": self.box,
-            "score": self.score,
-            "ttc_s": self.ttc_s,
-            "dist_m": self.dist_m,
-            "in_path": self.in_path,
-        }
+        """The fields in order, `class_name` written as `class`."""
+        return {("class" if f.name == "class_name" else f.name): getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +173,12 @@ class FrameEvent(_Record):
             _nullable(t.ttc_s, 3),
             _nullable(t.dist_m, 2),
             t.in_path.tolist(),
+            _nullable(t.lateral_m, 2),
+            _nullable(t.lateral_speed_mps, 2),
+            t.truncated.tolist(),
+            t.ttc_plausible.tolist(),
+            t.lead.tolist(),
+            t.cut_in.tolist(),
             strict=True,
         )
         return cls(
@@ -185,8 +189,7 @@ class FrameEvent(_Record):
             detections=len(result.detections),
             fcw=result.warning.level.label,
             tracks=[
-                TrackRecord(i, labels[lab], class_names[cls_id], box, score, ttc, dist, ahead)
-                for i, lab, cls_id, box, score, ttc, dist, ahead in rows
+                TrackRecord(i, labels[lab], class_names[cls_id], *rest) for i, lab, cls_id, *rest in rows
             ],
         )
 
@@ -204,9 +207,13 @@ class FcwEvent(_Record):
     __pydantic_config__ = _FORBID
     level: str  # WarningLevel label
     previous: str
-    track_id: int | None
+    track_id: int | None  # the track that sets the level (None: none does any more)
     ttc_s: float | None
     dist_m: float | None
+    reason: str | None  # "lead" or "cut_in"
+    lateral_m: float | None  # its centre's offset from the camera axis on the road, right +
+    lateral_speed_mps: float | None  # its rate, right +
+    truncated: bool | None  # its box is cut by the frame border
     frame: int
     source_ts_s: float
 

@@ -1,11 +1,15 @@
-"""Forward collision warning: which tracks are in the ego path, and when to warn.
+"""Forward collision warning: when to warn, about the lead or an object cutting in.
 
-Only tracks inside a straight ego corridor (lane_width_m wide, projected through the camera onto the
-road) can threaten; the others never raise a warning. The level (none / caution / warning) follows the
-smallest in-path TTC through a small state machine, because a warning that flickers or cries wolf gets
-ignored: a higher level must hold for min_persistence_s before it is raised, a lower one for
-min_clear_s (with thresholds relaxed by `hysteresis`) before it drops, and after a warning ends
-another is held back for cooldown_s.
+Which objects may threaten is perception.lead's job: the lead (nearest object in the ego path) and
+objects cutting into the path ahead of it; nothing beside the path or behind the lead ever warns. Of
+those, only a TTC the estimator trusts (`ttc_plausible`) within max_dist_m counts. The level (none /
+caution / warning) follows the smallest such TTC through a small state machine, because a warning that
+flickers or cries wolf gets ignored: a higher level must hold for min_persistence_s before it is raised,
+a lower one for min_clear_s (with thresholds relaxed by `hysteresis`) before it drops, and after a
+warning ends another is held back for cooldown_s.
+
+Interface (perception.processor.ThreatAssessor): `update(tracks, t_s, camera, frame_index) -> (state,
+events)`, `wants_precise_ttc(tracks)`, `reset()`.
 """
 
 from __future__ import annotations
@@ -15,33 +19,28 @@ import numpy as np
 from perception.camera import Camera
 from perception.config import FCWConfig
 from perception.events import FcwEvent, WarningLevel
+from perception.lead import LeadSelector
 from perception.types import CollisionWarning, Tracks
 
 
-def in_path(tracks: Tracks, camera: Camera, lane_width_m: float, label_mask: np.ndarray) -> np.ndarray:
-    """Tracks whose box overlaps the ego corridor at the row where they meet the road."""
-    if len(tracks) == 0:
-        return np.zeros(0, bool)
-    bottom = tracks.boxes_xyxy[:, 3].astype(np.float64)
-    left, right = camera.corridor_u(bottom, lane_width_m / 2)
-    on_road = np.isfinite(left)  # below the horizon
-    overlap = (tracks.boxes_xyxy[:, 0] < right) & (tracks.boxes_xyxy[:, 2] > left)
-    return on_road & overlap & label_mask[tracks.label_ids]
-
-
 class ForwardCollisionWarning:
-    def __init__(self, cfg: FCWConfig, labels: list[str]) -> None:
-        self.cfg = cfg
-        self._label_mask = np.array([label in cfg.labels for label in labels], bool)
+    def __init__(self, cfg: FCWConfig | None = None, labels: list[str] | None = None) -> None:
+        self.cfg = cfg or FCWConfig()
+        self.path = LeadSelector(self.cfg, labels if labels is not None else self.cfg.labels)
         self.reset()
 
     def reset(self) -> None:
-        """Back to no warning, no pending change, no cooldown (tracking restarted: old tracks are gone)."""
+        """Forget everything (a new stream, or one that came back at another resolution)."""
+        self.path.reset()
         self.level = WarningLevel.NONE
         self._pending_level = WarningLevel.NONE
         self._pending_since_s = 0.0
         self._warning_ended_s = -np.inf
         self._last = CollisionWarning()
+
+    def wants_precise_ttc(self, tracks: Tracks) -> np.ndarray:
+        """Tracks whose TTC may matter soon (perception.lead): worth the optical-flow size cue."""
+        return self.path.wants_precise_ttc(tracks)
 
     def _level_for(self, ttc_s: float, relax: float) -> WarningLevel:
         if not np.isfinite(ttc_s):
@@ -51,16 +50,14 @@ class ForwardCollisionWarning:
         return WarningLevel.CAUTION if ttc_s <= self.cfg.caution_ttc_s * relax else WarningLevel.NONE
 
     def update(
-        self, tracks: Tracks, t_s: float, camera: Camera, frame_index: int = 0
+        self, tracks: Tracks, t_s: float, camera: Camera | None = None, frame_index: int = 0
     ) -> tuple[CollisionWarning, list[FcwEvent]]:
-        """Set `tracks.in_path`, step the state machine, and return the state and any change event."""
+        """Set the tracks' `in_path`, `lead` and `cut_in`, step the state machine, and return the state
+        and any change event. Needs the tracks' distance, lateral and TTC columns filled (the processor's
+        ranging and TTC stages); the camera is not needed: positions are already on the road, in metres."""
         cfg = self.cfg
-        tracks.in_path = in_path(tracks, camera, cfg.lane_width_m, self._label_mask)
-        threat = tracks.in_path & np.isfinite(tracks.ttc_s)
-        threat &= ~(tracks.ttc_std_s > cfg.max_ttc_rel_std * tracks.ttc_s)  # this unsure: not acted on
-        threat &= ~(tracks.dist_m > cfg.max_dist_m)  # NaN distance: not excluded
-        # Far objects with tiny boxes can show absurd growth: a closing speed no road allows.
-        threat &= ~(tracks.dist_m / tracks.ttc_s > cfg.max_closing_mps)
+        may_threaten = self.path.update(tracks, t_s)
+        threat = may_threaten & tracks.ttc_plausible & ~(tracks.dist_m > cfg.max_dist_m)
         worst = int(np.argmin(np.where(threat, tracks.ttc_s, np.inf))) if threat.any() else None
         ttc = float(tracks.ttc_s[worst]) if worst is not None else np.inf
 
@@ -86,7 +83,7 @@ class ForwardCollisionWarning:
                 FcwEvent(
                     level=self.level.label,
                     previous=previous.label,
-                    **self._describe(tracks, worst),
+                    **describe(tracks, worst),
                     frame=frame_index,
                     source_ts_s=round(t_s, 6),
                 )
@@ -94,18 +91,30 @@ class ForwardCollisionWarning:
         if self.level == WarningLevel.NONE:
             self._last = CollisionWarning()
         elif worst is not None:
-            self._last = CollisionWarning(self.level, **self._describe(tracks, worst))
+            d = describe(tracks, worst)
+            self._last = CollisionWarning(self.level, d["track_id"], d["ttc_s"], d["dist_m"])
         else:
             self._last = CollisionWarning(self.level, self._last.track_id)
         return self._last, events
 
-    @staticmethod
-    def _describe(tracks: Tracks, row: int | None) -> dict:
-        if row is None:
-            return {"track_id": None, "ttc_s": None, "dist_m": None}
-        dist = float(tracks.dist_m[row])
-        return {
-            "track_id": int(tracks.ids[row]),
-            "ttc_s": round(float(tracks.ttc_s[row]), 3),
-            "dist_m": None if not np.isfinite(dist) else round(dist, 2),
-        }
+
+def describe(tracks: Tracks, row: int | None) -> dict:
+    """The threatening track, for an fcw event: what it is, where, how fast it moves sideways."""
+    if row is None:
+        return dict.fromkeys(
+            ("track_id", "ttc_s", "dist_m", "reason", "lateral_m", "lateral_speed_mps", "truncated")
+        )
+
+    def num(values: np.ndarray, digits: int) -> float | None:
+        value = float(values[row])
+        return round(value, digits) if np.isfinite(value) else None
+
+    return {
+        "track_id": int(tracks.ids[row]),
+        "ttc_s": num(tracks.ttc_s, 3),
+        "dist_m": num(tracks.dist_m, 2),
+        "reason": "lead" if tracks.lead[row] else "cut_in",
+        "lateral_m": num(tracks.lateral_m, 2),
+        "lateral_speed_mps": num(tracks.lateral_speed_mps, 2),
+        "truncated": bool(tracks.truncated[row]),
+    }

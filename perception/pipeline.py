@@ -34,11 +34,12 @@ import numpy as np
 from perception.batching import END, FrameBatcher, Inbox, Item
 from perception.config import Config
 from perception.detect import Detector
+from perception.detect.extra import ExtraDetector, merge_detections
 from perception.errors import DetectorUnavailable
 from perception.events import Stage
 from perception.sinks import Sink, StopRequested
 from perception.sources import Source
-from perception.types import FrameResult
+from perception.types import Detections, FrameResult
 
 if TYPE_CHECKING:
     from perception.processor import FrameProcessor
@@ -104,10 +105,17 @@ class _Lane:
 class Pipeline:
     """Runs streams through one shared detector and each stream's processor into its sinks."""
 
-    def __init__(self, detector: Detector, cfg: Config, streams: Sequence[Stream]) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        cfg: Config,
+        streams: Sequence[Stream],
+        extras: Sequence[ExtraDetector] = (),
+    ) -> None:
         if not streams:
             raise ValueError("a pipeline needs at least one stream")
         self.detector = detector
+        self.extras = list(extras)  # more models on the same frames (detect/extra.py), merged before tracking
         self.cfg = cfg
         self.streams = list(streams)
         self._lanes = [_Lane(s) for s in self.streams]
@@ -181,7 +189,7 @@ class Pipeline:
             self._batcher.end(index)
             source.close()
 
-    def _detect(self, detector: Detector) -> None:
+    def _detect(self, detector: Detector, extras: list[ExtraDetector]) -> None:
         while True:
             with self._take_lock:
                 batch = self._batcher.take()
@@ -191,7 +199,7 @@ class Pipeline:
             frames = [item for item in batch if item.frame is not END]
             if frames:
                 try:
-                    self._run_batch(detector, frames)
+                    self._run_batch(detector, extras, frames)
                 except (
                     DetectorUnavailable
                 ):  # a server that is down: these frames are dropped, the run goes on
@@ -205,13 +213,15 @@ class Pipeline:
                     self._turn.wait(_POLL_S)
                 for item in batch:
                     lane = self._lanes[item.stream]
-                    payload = END if item.frame is END else (item.frame, item.detections, item.latency_ms)
+                    payload = item if item.frame is not END else END
                     self._put(lane, lane.detected, payload)
                 self._turns_done += 1
                 self._turn.notify_all()
 
     @staticmethod
-    def _run_batch(detector: Detector, items: list[Item]) -> None:
+    def _run_batch(detector: Detector, extras: list[ExtraDetector], items: list[Item]) -> None:
+        """The batch through the main detector, then each extra detector on the frames it is due for; their
+        detections merged per frame. Each detector's time is in the frame's `latency_ms`."""
         t0 = time.monotonic_ns()
         results = detector.detect_batch([item.frame.image for item in items])
         detect_ms = (time.monotonic_ns() - t0) / 1e6
@@ -220,12 +230,29 @@ class Pipeline:
             item.detections = detections
             item.latency_ms[Stage.DETECT] = detect_ms
             item.latency_ms.update(steps)
+        if not extras:
+            return
+        parts: list[list[Detections]] = [[item.detections] for item in items]
+        skipped: list[list[np.ndarray]] = [[] for _ in items]
+        for extra in extras:
+            for k, item in enumerate(items):
+                if not extra.due(item.frame.index):
+                    skipped[k].append(extra.class_ids)
+                    continue
+                t1 = time.monotonic_ns()
+                parts[k].append(extra.detect(item.frame.image))
+                item.latency_ms[extra.latency_key] = (time.monotonic_ns() - t1) / 1e6
+        for k, item in enumerate(items):
+            item.detections = merge_detections(parts[k])
+            item.latency_ms[Stage.DETECT] = detect_ms + sum(
+                item.latency_ms.get(extra.latency_key, 0.0) for extra in extras
+            )
+            item.unobserved = np.concatenate(skipped[k]) if skipped[k] else None
 
     def _process(self, index: int) -> None:
         lane = self._lanes[index]
         while (item := self._get(lane, lane.detected)) is not END:
-            frame, detections, latency_ms = item
-            result = lane.stream.processor.step(frame, detections, latency_ms)
+            result = lane.stream.processor.step(item.frame, item.detections, item.latency_ms, item.unobserved)
             if not self._put(lane, lane.processed, result):
                 return
 
@@ -289,6 +316,7 @@ class Pipeline:
         (each stream's are in its `summary`). Raises a failure of the shared detector, and, with one stream,
         that stream's failure."""
         detectors = [self.detector] + [self.detector.fork() for _ in range(self.detector.requests - 1)]
+        extras = [self.extras] + [[e.fork() for e in self.extras] for _ in detectors[1:]]  # a thread's own
         left = [len(detectors)]
         lock = threading.Lock()
 
@@ -312,9 +340,9 @@ class Pipeline:
                 )
             )
             sink_threads.append(self._thread("sink", functools.partial(self._sink, i), lane))
-        threads += [
-            self._thread("detect", functools.partial(self._detect, d), None, detect_done) for d in detectors
-        ]
+        for detector, own_extras in zip(detectors, extras, strict=True):
+            body = functools.partial(self._detect, detector, own_extras)
+            threads.append(self._thread("detect", body, None, detect_done))
         start = time.monotonic()
         for thread in threads + sink_threads:
             thread.start()

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from perception.camera import Camera, CameraProfile, Ranging, load_camera_profile
+from perception.camera import LEFT, RIGHT, Camera, CameraProfile, Ranging, load_camera_profile
 from perception.config import Config
 from perception.events import FcwEvent, Stage
 from perception.fcw import ForwardCollisionWarning
@@ -30,7 +30,11 @@ from perception.types import CollisionWarning, Detections, Frame, FrameResult, T
 class ObjectTracker(Protocol):
     """Detections in, confirmed tracks out, driven by timestamps (seconds), not frame counts."""
 
-    def update(self, detections: Detections, t_s: float) -> Tracks: ...
+    def update(
+        self, detections: Detections, t_s: float, unobserved_classes: np.ndarray | None = None
+    ) -> Tracks:
+        """`unobserved_classes`: classes no detector looked for in this frame (carried, not missed)."""
+        ...
 
     def reset(self) -> None:
         """Forget every track; IDs may start again (the processor keeps them unique)."""
@@ -38,21 +42,34 @@ class ObjectTracker(Protocol):
 
 
 class TimeToCollision(Protocol):
-    """Fills `tracks.ttc_s` and `tracks.ttc_std_s` from the tracks' history (and the image, if it uses it)."""
+    """Per-track motion from the tracks' history: `update` fills `ttc_s`, `ttc_std_s` and `ttc_plausible`
+    (and the distance of boxes whose bottom is cut, carried from earlier frames); `update_lateral` fills
+    the lateral speed from the lateral positions placed on the tracks in between."""
 
     def update(
-        self, tracks: Tracks, t_s: float, frame_hw: tuple[int, int], image: np.ndarray | None
-    ) -> None: ...
+        self,
+        tracks: Tracks,
+        t_s: float,
+        image: np.ndarray | None,
+        cut: np.ndarray | None,
+        precise: np.ndarray | None,
+        dist_rate_std_mps: np.ndarray | None,
+    ) -> np.ndarray: ...
+
+    def update_lateral(self, tracks: Tracks, t_s: float, measured: np.ndarray, focal_px: float) -> None: ...
 
     def reset(self) -> None: ...
 
 
 class ThreatAssessor(Protocol):
-    """Fills `tracks.in_path`, steps the warning state; returns it and any level change at this frame."""
+    """Fills `tracks.in_path` (and lead, cut-in), steps the warning state; returns it and any level change
+    at this frame. `wants_precise_ttc`: the tracks whose TTC may matter soon (worth the costlier cue)."""
 
     def update(
         self, tracks: Tracks, t_s: float, camera: Camera, frame_index: int
     ) -> tuple[CollisionWarning, list[FcwEvent]]: ...
+
+    def wants_precise_ttc(self, tracks: Tracks) -> np.ndarray: ...
 
     def reset(self) -> None: ...
 
@@ -87,23 +104,30 @@ class FrameProcessor:
         self._max_id = 0
 
     def step(
-        self, frame: Frame, detections: Detections, latency_ms: dict[str, float] | None = None
+        self,
+        frame: Frame,
+        detections: Detections,
+        latency_ms: dict[str, float] | None = None,
+        unobserved_classes: np.ndarray | None = None,
     ) -> FrameResult:
-        """This frame's result; `latency_ms` (the stages so far) gains `track` and `ttc`."""
+        """This frame's result; `latency_ms` (the stages so far) gains `track` and `ttc`.
+        `unobserved_classes`: an extra detector's, on frames it skips (their tracks are carried)."""
         latency_ms = {} if latency_ms is None else latency_ms
         t0 = time.monotonic_ns()
         frame_hw = frame.image.shape[:2]
         if frame_hw != self._frame_hw:
             self._restart(frame_hw)
-        tracks = self._track(detections, frame.source_ts_s, frame_hw)
+        tracks = self._track(detections, frame.source_ts_s, frame_hw, unobserved_classes)
         t1 = time.monotonic_ns()
         warning, events = self._assess(tracks, frame)
         latency_ms[Stage.TRACK] = (t1 - t0) / 1e6
         latency_ms[Stage.TTC] = (time.monotonic_ns() - t1) / 1e6
         return FrameResult(frame, detections, tracks, latency_ms, warning, events)
 
-    def _track(self, detections: Detections, t_s: float, frame_hw: tuple[int, int]) -> Tracks:
-        tracks = self.tracker.update(detections, t_s)
+    def _track(
+        self, detections: Detections, t_s: float, frame_hw: tuple[int, int], unobserved: np.ndarray | None
+    ) -> Tracks:
+        tracks = self.tracker.update(detections, t_s, unobserved)
         if len(tracks):
             if self._id_base:
                 tracks.ids += self._id_base
@@ -114,14 +138,24 @@ class FrameProcessor:
         return tracks
 
     def _assess(self, tracks: Tracks, frame: Frame) -> tuple[CollisionWarning, list[FcwEvent]]:
-        """Distance, TTC and in-path per track (set on `tracks`), then the warning state."""
-        if self._camera is None:
+        """Per track, set on `tracks`: where it is (distance and lateral position on the road, boxes cut by
+        the frame border), how it moves (TTC, lateral speed), whether it is the lead or cutting in; then the
+        warning state."""
+        if self._camera is None or self.ranging is None:
             return CollisionWarning(), []
-        t_s, camera = frame.source_ts_s, self._camera
-        if self.ranging is not None:
-            tracks.dist_m[:], _ = self.ranging(camera, tracks.boxes_xyxy, tracks.label_ids)
+        t_s, camera, boxes, labels = frame.source_ts_s, self._camera, tracks.boxes_xyxy, tracks.label_ids
+        cut = self.ranging.cut_sides(camera, boxes)
+        tracks.truncated[:] = cut.any(axis=1)
+        dist, dist_std, ground_share = self.ranging(camera, boxes, labels, cut)  # NaN where the bottom is cut
+        tracks.dist_m[:], tracks.dist_std_m[:] = dist, dist_std
         if self.ttc is not None:
-            self.ttc.update(tracks, t_s, camera.frame_hw, frame.image)
+            precise = self.threats.wants_precise_ttc(tracks) if self.threats is not None else None
+            rate_std = self.ranging.rate_std_mps(camera, dist, ground_share)
+            self.ttc.update(tracks, t_s, frame.image, cut, precise, rate_std)  # carries cut boxes' distance
+        lateral = self.ranging.lateral(camera, boxes, labels, tracks.dist_m, tracks.dist_std_m)
+        tracks.lateral_m[:], tracks.width_m[:], tracks.lateral_std_m[:] = lateral
+        if self.ttc is not None:
+            self.ttc.update_lateral(tracks, t_s, ~(cut[:, LEFT] | cut[:, RIGHT]), camera.fx)
         if self.threats is None:
             return CollisionWarning(), []
         return self.threats.update(tracks, t_s, camera, frame.index)

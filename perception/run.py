@@ -18,6 +18,8 @@ from pathlib import Path
 from perception.cli_flags import flag_overrides
 from perception.config import Config, load_config
 from perception.detect import Detector, create_detector, inference_requests
+from perception.detect.extra import ExtraDetector, create_extra_detectors, run_class_names
+from perception.detector_cli import report_detector
 from perception.errors import PerceptionError, first_line
 from perception.events import (
     DetectorEvent,
@@ -58,19 +60,24 @@ def run_command(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as outputs:
         opened = _open_sources(outputs, cfg, specs, args.out)
         throughput = not any(o.source.is_live for o in opened)
+        requests = inference_requests(cfg.detector, throughput)
         # Backend auto checks reduced precision on real frames: the first stream's, when a file or folder.
         sample = next((o.spec.source for o in opened if not o.source.is_live), None)
-        detector = create_detector(model, cfg, inference_requests(cfg.detector, throughput), sample)
+        detector = create_detector(model, cfg, requests, sample)
         outputs.callback(detector.close)
+        extras = create_extra_detectors(cfg, detector, requests)
+        for extra in extras:
+            outputs.callback(extra.close)
+        class_names = run_class_names(detector, extras)
         relay = _DetectorRelay(opened)
         if hasattr(detector, "on_health"):  # a remote detector: its server's health, what to do while down
             detector.on_health = relay
             detector.outage_policy = "wait" if throughput else "drop"  # a replay loses no frame
-        _describe(opened, detector, model, args.out)
+        _describe(opened, detector, extras, model, args.out)
         for o in opened:
-            _open_outputs(outputs, o, detector, model)
-        streams, progress = _streams(opened, detector)
-        pipeline = Pipeline(detector, cfg, streams)
+            _open_outputs(outputs, o, detector, class_names, model)
+        streams, progress = _streams(opened, class_names)
+        pipeline = Pipeline(detector, cfg, streams, extras)
         stop_signal = _install_signal_handlers(pipeline)
         for o in opened:
             o.health.events, o.health.active = o.events, True
@@ -123,7 +130,9 @@ def _stream_config(cfg: Config, spec: StreamSpec) -> Config:
     return Config.model_validate(data)
 
 
-def _describe(opened: list[_Opened], detector: Detector, model: str, out: Path) -> None:
+def _describe(
+    opened: list[_Opened], detector: Detector, extras: list[ExtraDetector], model: str, out: Path
+) -> None:
     for o in opened:
         kind = "live" if o.source.is_live else "replay"
         print(
@@ -136,9 +145,20 @@ def _describe(opened: list[_Opened], detector: Detector, model: str, out: Path) 
         f"{len(opened)} stream(s)] -> {out}",
         file=sys.stderr,
     )
+    report_detector(detector)
+    for extra in extras:
+        every = f", every {extra.every_n_frames} frames" if extra.every_n_frames > 1 else ""
+        d = extra.detector
+        print(
+            f"perception: + {extra.name} [{d.backend}, {d.layout}, {d.input_hw[0]}x{d.input_hw[1]}{every}]",
+            file=sys.stderr,
+        )
+        report_detector(d, extra.name)
 
 
-def _open_outputs(outputs: contextlib.ExitStack, o: _Opened, detector: Detector, model: str) -> None:
+def _open_outputs(
+    outputs: contextlib.ExitStack, o: _Opened, detector: Detector, class_names: list[str], model: str
+) -> None:
     """A stream's sinks, each registered with `outputs` so it is closed however the run ends."""
     cfg = o.cfg
     o.out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +169,7 @@ def _open_outputs(outputs: contextlib.ExitStack, o: _Opened, detector: Detector,
         o.sinks.append(outputs.enter_context(contextlib.closing(DisplaySink(o.spec.name))))
     if cfg.output.events:
         o.events = outputs.enter_context(
-            contextlib.closing(EventLog(o.out / "events.jsonl", cfg.labels, detector.class_names))
+            contextlib.closing(EventLog(o.out / "events.jsonl", cfg.labels, class_names))
         )
         o.sinks.append(o.events)  # last, so its frame lines carry the other sinks' latency too
         o.events.event(
@@ -168,7 +188,7 @@ def _open_outputs(outputs: contextlib.ExitStack, o: _Opened, detector: Detector,
         )
 
 
-def _streams(opened: list[_Opened], detector: Detector):
+def _streams(opened: list[_Opened], class_names: list[str]):
     """The pipeline's streams, and a progress bar over every file's frames (none for live feeds)."""
     counts = [o.source.frame_count for o in opened]
     progress = None
@@ -179,9 +199,7 @@ def _streams(opened: list[_Opened], detector: Detector):
     streams = []
     for o in opened:
         cfg = o.cfg
-        annotate = (
-            Annotator(cfg.labels, detector.class_names) if (cfg.output.video or cfg.output.show) else None
-        )
+        annotate = Annotator(cfg.labels, class_names) if (cfg.output.video or cfg.output.show) else None
         on_frame = (lambda _r, bar=progress: bar.update()) if progress is not None else None
         streams.append(Stream(o.source, build_processor(cfg), o.sinks, annotate, on_frame, o.spec.name))
     return streams, progress

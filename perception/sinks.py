@@ -57,28 +57,35 @@ class Annotator:
         ]
 
     def __call__(self, result: FrameResult) -> np.ndarray:
+        """Boxes (thicker in the ego path, thickest for the lead), label, ID, distance and TTC; a TTC that is
+        not trusted (`ttc_plausible` false) is drawn greyed, never as a confident number."""
         image = result.frame.image
         tracks = result.tracks
         boxes = np.round(tracks.boxes_xyxy).astype(np.int32)
         warning = result.warning
         threat_id = warning.track_id if warning.level > WarningLevel.NONE else None
-        for box, track_id, label_id, ttc_s, dist, ahead in zip(
-            boxes, tracks.ids, tracks.label_ids, tracks.ttc_s, tracks.dist_m, tracks.in_path, strict=True
-        ):
+        # The lead, cut-ins and in-path objects last, so their labels stay readable on top of the others'.
+        order = np.argsort(3 * tracks.lead + 2 * tracks.cut_in + tracks.in_path, kind="stable")
+        rows = zip(
+            boxes[order].tolist(),
+            *(column[order].tolist() for column in (tracks.ids, tracks.label_ids, tracks.ttc_s)),
+            *(column[order].tolist() for column in (tracks.ttc_plausible, tracks.dist_m, tracks.in_path)),
+            tracks.lead[order].tolist(),
+            tracks.cut_in[order].tolist(),
+            strict=True,
+        )
+        for (x1, y1, x2, y2), track_id, label_id, ttc_s, trusted, dist, ahead, lead, cut_in in rows:
             colour = LEVEL_COLOURS[warning.level] if track_id == threat_id else self.colours[label_id]
-            x1, y1, x2, y2 = box.tolist()
-            cv2.rectangle(image, (x1, y1), (x2, y2), colour, 3 if ahead else 2, cv2.LINE_AA)
-            text = f"{self.labels[label_id]} #{track_id}"
+            cv2.rectangle(image, (x1, y1), (x2, y2), colour, 4 if lead else 3 if ahead else 2, cv2.LINE_AA)
+            role = "LEAD " if lead else "CUT-IN " if cut_in else ""
+            text = f"{role}{self.labels[label_id]} #{track_id}"
             if not math.isnan(dist):
                 text += f" {dist:.0f}m"
+            ty = max(y1, 16)
+            x = _chip(image, text, x1, ty, colour, (0, 0, 0))
             if not math.isnan(ttc_s):
-                text += f" TTC {ttc_s:.1f}s"
-            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-            ty = max(y1, th + 4)
-            cv2.rectangle(image, (x1, ty - th - 4), (x1 + tw + 4, ty), colour, -1)
-            cv2.putText(
-                image, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
-            )
+                chip, ink = (colour, (0, 0, 0)) if trusted else (_GREYED_CHIP, _GREYED_INK)
+                _chip(image, f"TTC {ttc_s:.1f}s" if trusted else f"TTC {ttc_s:.1f}s?", x, ty, chip, ink)
         e2e_ms = result.latency_ms.get(Stage.E2E, 0.0)
         hud = f"frame {result.frame.index}  tracks {len(tracks)}  e2e {e2e_ms:.0f} ms"
         (tw, th), _ = cv2.getTextSize(hud, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
@@ -95,6 +102,17 @@ class Annotator:
         x = (image.shape[1] - tw) // 2
         cv2.rectangle(image, (x - 12, 8), (x + tw + 12, th + 28), LEVEL_COLOURS[warning.level], -1)
         cv2.putText(image, text, (x, th + 18), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2, cv2.LINE_AA)
+
+
+_GREYED_CHIP, _GREYED_INK = (70, 70, 70), (165, 165, 165)  # an untrusted TTC: grey on dark grey
+
+
+def _chip(image: np.ndarray, text: str, x: int, bottom: int, fill: tuple, ink: tuple) -> int:
+    """A filled label ending at row `bottom`, starting at column x; returns the column after it."""
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    cv2.rectangle(image, (x, bottom - th - 4), (x + tw + 4, bottom), fill, -1)
+    cv2.putText(image, text, (x + 2, bottom - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, ink, 1, cv2.LINE_AA)
+    return x + tw + 4
 
 
 class VideoSink:

@@ -167,7 +167,9 @@ class Tracker:
         self._scores = np.zeros(0, np.float32)
         self._states = np.zeros(0, np.int8)
         self._first_s = np.zeros(0)
-        self._last_s = np.zeros(0)
+        self._last_s = np.zeros(0)  # last matched
+        self._class_seen_s = np.zeros(0)  # last time the track's class was looked for (its detector ran)
+        self._observed = np.zeros(0, bool)  # its class is looked for in this frame
         self._next_id = 1
         self._last_t_s: float | None = None
 
@@ -176,12 +178,18 @@ class Tracker:
         """Tracks held (tentative, confirmed or lost): bounded by the objects of the last max_lost_s."""
         return len(self._ids)
 
-    def update(self, detections: Detections, t_s: float) -> Tracks:
+    def update(
+        self, detections: Detections, t_s: float, unobserved_classes: np.ndarray | None = None
+    ) -> Tracks:
         """Advance every track to t_s, associate, and return the confirmed tracks seen this frame.
 
         Two stages, as in ByteTrack: confident detections first, against every track; then the weak ones
         (often the same object, partly occluded or small) only continue confirmed tracks left
         unmatched, with a stricter IoU. Only confident detections start new tracks.
+
+        `unobserved_classes`: classes nobody looked for in this frame (an extra detector that runs on every
+        k-th frame only). Their tracks are not missed: one matched when its class was last looked for is
+        carried, reported at its predicted box, until its detector runs again.
         """
         cfg = self.cfg
         start_up = self._last_t_s is None
@@ -191,6 +199,11 @@ class Tracker:
         self._keep(t_s - self._last_s <= cfg.max_lost_s)
         self._kf.predict(dt_s)
         predicted = self._kf.boxes_xyxy()
+        self._observed = (
+            np.ones(len(self._ids), bool)
+            if unobserved_classes is None
+            else ~np.isin(self._class_ids, unobserved_classes)
+        )
 
         all_tracks = np.arange(len(self._ids))
         strong = np.flatnonzero(detections.scores >= cfg.high_score_threshold)
@@ -215,9 +228,11 @@ class Tracker:
 
         unmatched = np.ones(len(self._ids), bool)
         unmatched[matched_t] = False
-        self._states[unmatched & (self._states == TrackState.CONFIRMED)] = TrackState.LOST
+        missed = unmatched & self._observed  # looked for and not found
+        self._class_seen_s[self._observed] = t_s
+        self._states[missed & (self._states == TrackState.CONFIRMED)] = TrackState.LOST
         # A tentative track missed once is dropped: most are detector flicker.
-        keep = ~(unmatched & (self._states == TrackState.TENTATIVE))
+        keep = ~(missed & (self._states == TrackState.TENTATIVE))
 
         unclaimed = np.ones(len(detections), bool)
         unclaimed[d1] = False
@@ -258,6 +273,7 @@ class Tracker:
         )
         self._scores, self._states = self._scores[mask], self._states[mask]
         self._first_s, self._last_s = self._first_s[mask], self._last_s[mask]
+        self._class_seen_s, self._observed = self._class_seen_s[mask], self._observed[mask]
 
     def _add(self, detections: Detections, rows: np.ndarray, t_s: float, confirmed: bool) -> None:
         n = len(rows)
@@ -273,9 +289,13 @@ class Tracker:
         self._states = np.concatenate((self._states, np.full(n, state, np.int8)))
         self._first_s = np.concatenate((self._first_s, np.full(n, t_s)))
         self._last_s = np.concatenate((self._last_s, np.full(n, t_s)))
+        self._class_seen_s = np.concatenate((self._class_seen_s, np.full(n, t_s)))
+        self._observed = np.concatenate((self._observed, np.ones(n, bool)))
 
     def _report(self, t_s: float) -> Tracks:
-        shown = np.flatnonzero((self._states == TrackState.CONFIRMED) & (self._last_s == t_s))
+        seen = self._last_s == t_s
+        carried = ~self._observed & (self._last_s == self._class_seen_s)  # matched when last looked for
+        shown = np.flatnonzero((self._states == TrackState.CONFIRMED) & (seen | carried))
         return Tracks.new(
             self._ids[shown],
             self._kf.boxes_xyxy()[shown],

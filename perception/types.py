@@ -3,7 +3,7 @@ of a record is always filled (NaN or False where a value is unknown), so no stag
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -67,21 +67,23 @@ class Tracks:
     ttc_s: np.ndarray  # (N,) float32, time to collision
     ttc_std_s: np.ndarray  # (N,) float32, its standard deviation
     dist_m: np.ndarray  # (N,) float32, distance ahead
-    in_path: np.ndarray  # (N,) bool, inside the ego corridor
+    in_path: np.ndarray  # (N,) bool, inside the ego corridor (held: see perception.lead)
+    dist_std_m: np.ndarray  # (N,) float32, uncertainty of dist_m
+    lateral_m: np.ndarray  # (N,) float32, offset of the object's centre from the camera axis, right +
+    lateral_std_m: np.ndarray  # (N,) float32, its uncertainty
+    width_m: np.ndarray  # (N,) float32, the object's lateral extent on the road
+    lateral_speed_mps: np.ndarray  # (N,) float32, rate of lateral_m, right +
+    lateral_speed_std_mps: np.ndarray  # (N,) float32, its uncertainty
+    truncated: np.ndarray  # (N,) bool, box cut by the frame border
+    ttc_plausible: np.ndarray  # (N,) bool, ttc_s is trusted: measurable and consistent (perception.ttc)
+    lead: np.ndarray  # (N,) bool, the lead: the nearest object in the ego path
+    cut_in: np.ndarray  # (N,) bool, reaching into the ego path ahead of the lead and moving further in
 
     def __post_init__(self) -> None:
         n = len(self.ids)
-        for name in (
-            "boxes_xyxy",
-            "scores",
-            "class_ids",
-            "label_ids",
-            "ttc_s",
-            "ttc_std_s",
-            "dist_m",
-            "in_path",
-        ):
-            if len(getattr(self, name)) != n:
+        for f in fields(self):
+            if f.name != "ids" and len(getattr(self, f.name)) != n:
+                name = f.name
                 raise ValueError(f"Tracks.{name} has {len(getattr(self, name))} rows, ids has {n}")
 
     @classmethod
@@ -95,16 +97,17 @@ class Tracks:
     ) -> Tracks:
         """Tracks as a tracker reports them: estimates unknown, nothing in path yet."""
         n = len(ids)
+        unknown = [np.full(n, np.nan, np.float32) for _ in range(9)]
         return cls(
             np.asarray(ids, np.int64),
             np.asarray(boxes_xyxy, np.float32).reshape(n, 4),
             np.asarray(scores, np.float32),
             np.asarray(class_ids, np.int32),
             np.asarray(label_ids, np.int32),
-            np.full(n, np.nan, np.float32),
-            np.full(n, np.nan, np.float32),
-            np.full(n, np.nan, np.float32),
-            np.zeros(n, bool),
+            *unknown[:3],  # ttc_s, ttc_std_s, dist_m
+            np.zeros(n, bool),  # in_path
+            *unknown[3:],  # dist_std_m, lateral_m, lateral_std_m, width_m, lateral speed and its std
+            *(np.zeros(n, bool) for _ in range(4)),  # truncated, ttc_plausible, lead, cut_in
         )
 
     @classmethod

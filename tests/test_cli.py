@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,49 +13,19 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.events import parse_event
-from perception.track import iou_matrix
 from tests.conftest import HIGHWAY_CLIP, MOT17_13, YOLOX_ONNX
+from tests.helpers import (
+    HIGHWAY_FRAMES,
+    assert_one_line_error,
+    box_iou,
+    free_port,
+    read_events,
+    run_cli,
+    video_frames,
+    wait_for_port,
+)
 
-HIGHWAY_FRAMES = 221
-
-
-def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perception.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def read_events(path: Path) -> list[dict]:
-    """Every line of an events.jsonl, each checked against the schema in perception/events.py."""
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            parse_event(line)
-        except ValueError as exc:
-            raise AssertionError(f"{path}:{number} does not match the events schema: {exc}") from None
-    return [json.loads(line) for line in lines]
-
-
-def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
-    """Decode the whole file: counts frames a player would show, not what the header claims."""
-    cap = cv2.VideoCapture(str(path))
-    count, size = 0, (0, 0)
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        count += 1
-        size = image.shape[:2]
-    cap.release()
-    return count, size
-
-
-def box_iou(a: list[float], b: list[float]) -> float:
-    return float(iou_matrix(np.array([a], np.float64), np.array([b], np.float64))[0, 0])
+KIND = "integration"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +57,15 @@ def test_highway_frame_lines_have_the_documented_fields(highway_run) -> None:
         assert set(f["latency_ms"]) >= {"grab", "detect", "track", "ttc", "e2e"}
         assert all(v >= 0 for v in f["latency_ms"].values())
         for t in f["tracks"]:
-            assert set(t) == {"id", "label", "class", "box", "score", "ttc_s", "dist_m", "in_path"}
+            assert set(t) == {"id", "label", "class", "box", "score", "ttc_s", "dist_m", "in_path"} | {
+                "lateral_m",
+                "lateral_speed_mps",
+                "truncated",
+                "ttc_plausible",
+                "lead",
+                "cut_in",
+            }
+            assert not (t["lead"] or t["cut_in"]) or t["label"] in ("vehicle", "pedestrian", "cyclist")
             x1, y1, x2, y2 = t["box"]
             assert 0 <= x1 < x2 <= 960 and 0 <= y1 < y2 <= 540
             assert t["ttc_s"] is None or t["ttc_s"] > 0
@@ -192,21 +167,6 @@ def test_realtime_replay_drops_frames_it_cannot_keep_up_with(tmp_path: Path) -> 
 # -- bad input: one line on stderr, non-zero exit ------------------------------------------------------
 
 
-def assert_one_line_error(
-    proc: subprocess.CompletedProcess[str], *needles: str, mid_run: bool = False
-) -> None:
-    """Failing at start-up prints exactly one line; failing mid-run, the progress lines before it
-    stay, and the error is the last line. Never a traceback."""
-    assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
-    assert "Traceback" not in proc.stderr
-    if not mid_run:
-        assert len(lines) == 1, proc.stderr
-    assert [line for line in lines if line.startswith("error: ")] == [lines[-1]], proc.stderr
-    for needle in needles:
-        assert needle in lines[-1]
-
-
 def test_every_frame_stale_says_so(tmp_path: Path) -> None:
     """A live-paced run where every frame is too old by the time detection could start (an absurdly strict
     max_frame_age_s) ends with an error that says so, not that no frame could be read; outputs closed."""
@@ -224,11 +184,13 @@ def test_every_frame_stale_says_so(tmp_path: Path) -> None:
     assert end["frames_stale"] > 0 and end["frames_stale"] + end["frames_dropped"] == 221
 
 
+@pytest.mark.unit
 def test_missing_source(tmp_path: Path) -> None:
     proc = run_cli("run", tmp_path / "nope.mp4", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
     assert_one_line_error(proc, "source not found", "nope.mp4")
 
 
+@pytest.mark.unit
 def test_non_video_file(tmp_path: Path) -> None:
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video\n" * 100)
@@ -248,6 +210,7 @@ def test_model_that_is_not_onnx(tmp_path: Path) -> None:
     assert_one_line_error(proc, "cannot load model", "model.onnx")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("yaml_text", "needles"),
     [
@@ -353,23 +316,6 @@ def http_server(tmp_path: Path):
         server.wait(timeout=30)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on port {port} after {timeout_s:g} s")
-
-
 def test_http_url_of_a_video_file_replays_every_frame(http_server: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = run_cli("run", http_server, "--model", YOLOX_ONNX, "--out", out)
@@ -380,11 +326,13 @@ def test_http_url_of_a_video_file_replays_every_frame(http_server: str, tmp_path
     assert video_frames(out / "annotated.mp4")[0] == HIGHWAY_FRAMES
 
 
+@pytest.mark.unit
 def test_unreachable_stream(tmp_path: Path) -> None:
     proc = run_cli("run", "rtsp://127.0.0.1:9/live", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
     assert_one_line_error(proc, "cannot open stream", "rtsp://127.0.0.1:9/live")
 
 
+@pytest.mark.unit
 def test_missing_camera(tmp_path: Path) -> None:
     proc = run_cli("run", "7", "--model", YOLOX_ONNX, "--out", tmp_path / "out")
     assert_one_line_error(proc, "cannot open camera 7")

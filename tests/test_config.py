@@ -5,6 +5,8 @@ from __future__ import annotations
 from perception.config import Config, TrackerConfig, load_config
 from perception.errors import PerceptionError, first_line
 
+KIND = "unit"
+
 
 def test_defaults_in_code_equal_the_yaml() -> None:
     """configs/default.yaml is where defaults are documented; the models carry the same values, so an

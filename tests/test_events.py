@@ -20,6 +20,8 @@ from perception.events import (
 )
 from perception.types import CollisionWarning, Detections, Frame, FrameResult, Tracks
 
+KIND = "unit"
+
 
 def a_result() -> FrameResult:
     tracks = Tracks.new(
@@ -30,7 +32,8 @@ def a_result() -> FrameResult:
         np.array([2, 0]),
     )
     tracks.ttc_s[0], tracks.dist_m[:] = 4.25, (12.345, np.nan)
-    tracks.in_path[0] = True
+    tracks.in_path[0], tracks.lead[0], tracks.ttc_plausible[0], tracks.truncated[1] = True, True, True, True
+    tracks.lateral_m[0], tracks.lateral_speed_mps[0] = -0.304, 0.0
     frame = Frame(np.zeros((120, 200, 3), np.uint8), 17, 123_456_789, 0.68)
     latency = {Stage.DETECT: 12.3456, Stage.E2E: 20.0}
     return FrameResult(
@@ -55,8 +58,16 @@ def test_frame_line_round_trip() -> None:
         "ttc_s": 4.25,
         "dist_m": 12.35,
         "in_path": True,
+        "lateral_m": -0.3,
+        "lateral_speed_mps": 0.0,
+        "truncated": False,
+        "ttc_plausible": True,
+        "lead": True,
+        "cut_in": False,
     }
-    assert data["tracks"][1]["ttc_s"] is None and data["tracks"][1]["dist_m"] is None  # NaN: unknown
+    second = data["tracks"][1]
+    assert second["ttc_s"] is None and second["dist_m"] is None and second["lateral_m"] is None  # unknown
+    assert second["truncated"] and not second["lead"] and not second["ttc_plausible"]
     assert parse_event(line) == event
 
 
@@ -82,8 +93,10 @@ def test_end_and_fcw_lines() -> None:
     end = EndEvent(RunStatus.ERROR, 10, 9, 0, 0, 0, 1.5, 6.0, False)
     assert end.to_dict()["status"] == "error"
     assert parse_event(end.to_dict()) == end
-    fcw = FcwEvent("warning", "caution", 4, 3.1, 20.5, 88, 3.52)
+    fcw = FcwEvent("warning", "caution", 4, 3.1, 20.5, "cut_in", -1.2, 0.8, False, 88, 3.52)
     assert parse_event(fcw.to_dict()) == fcw
+    cleared = FcwEvent("none", "warning", None, None, None, None, None, None, None, 95, 3.8)
+    assert parse_event(cleared.to_dict()) == cleared
 
 
 @pytest.mark.parametrize(
@@ -100,6 +113,10 @@ def test_end_and_fcw_lines() -> None:
                 "track_id": "4",
                 "ttc_s": 1.0,
                 "dist_m": 2.0,
+                "reason": "lead",
+                "lateral_m": 0.0,
+                "lateral_speed_mps": 0.0,
+                "truncated": False,
                 "frame": 1,
                 "source_ts_s": 0.1,
             },

@@ -19,6 +19,8 @@ from perception.sources import open_source
 from perception.types import Frame, FrameResult
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
 
+KIND = "integration"
+
 FRAMES = 60
 SMALL = {"detector": {"input_size": [384, 640]}}
 
@@ -179,6 +181,7 @@ def test_inference_requests_by_mode(cfg: Config) -> None:
     assert create_detector(YOLOX_ONNX, cfg, requests=3).requests == 3
 
 
+@pytest.mark.unit
 def test_requests_out_of_range_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("detector:\n  requests: -1\n")

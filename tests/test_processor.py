@@ -9,6 +9,8 @@ from perception.events import Stage, WarningLevel
 from perception.processor import build_processor
 from perception.types import Detections, Frame
 
+KIND = "unit"
+
 
 def frame(index: int, hw: tuple[int, int] = (540, 960), fps: float = 25.0) -> Frame:
     return Frame(np.zeros((*hw, 3), np.uint8), index, 0, index / fps)

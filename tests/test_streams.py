@@ -8,7 +8,10 @@ import pytest
 
 from perception.errors import PerceptionError
 from perception.streams import read_streams_file, stream_name, stream_specs
-from tests.test_cli import MOT17_13, YOLOX_ONNX, assert_one_line_error, read_events, run_cli, video_frames
+from tests.conftest import MOT17_13, YOLOX_ONNX
+from tests.helpers import assert_one_line_error, read_events, run_cli, video_frames
+
+KIND = "unit"
 
 MOT17_09 = MOT17_13.parent / "MOT17-09-FRCNN"
 
@@ -80,6 +83,7 @@ def frame_tracks(path: Path) -> list[list[tuple]]:
     ]
 
 
+@pytest.mark.integration
 def test_two_streams_share_a_detector_and_match_their_single_runs(tmp_path: Path) -> None:
     """Each stream's outputs land in OUT/<name>/ and hold exactly what a run of that stream alone gives:
     one shared detector, but each stream's own tracker, TTC and warnings."""
@@ -99,6 +103,7 @@ def test_two_streams_share_a_detector_and_match_their_single_runs(tmp_path: Path
         assert sum(len(f) for f in frame_tracks(together / "events.jsonl")) > 0
 
 
+@pytest.mark.integration
 def test_a_failing_stream_ends_alone(tmp_path: Path) -> None:
     """A corrupt image mid-sequence ends that stream with its error; the other stream completes; the run
     exits non-zero naming the stream that failed."""

@@ -9,6 +9,8 @@ from perception.config import Config
 from perception.track import Tracker, iou_matrix
 from perception.types import Detections, Tracks
 
+KIND = "unit"
+
 DT = 0.04  # 25 fps
 PEDESTRIAN, VEHICLE = 0, 2  # label ids in the default taxonomy
 
@@ -300,3 +302,44 @@ def test_assignment_shortcut_is_exact() -> None:
         assert admissible[rows, cols].all()
         r, c = linear_sum_assignment(masked, maximize=True)
         assert masked[rows, cols].sum() == pytest.approx(masked[r, c].sum())
+
+
+def test_tracks_of_a_detector_that_skips_frames_are_carried() -> None:
+    """An extra detector runs on every 3rd frame only (its classes are unobserved in between): its tracks
+    are reported on every frame at their predicted boxes, with one ID; a car seen by the main detector on
+    every frame is unaffected. Without `unobserved_classes` the same gaps are misses and the sign is lost."""
+    SIGN_CLASS, SIGN_LABEL = 100, 4  # a class of the extra detector, label traffic_sign
+
+    def frame(i: int, sign_due: bool) -> Detections:
+        car = _dets([_moving_box(i)])
+        if not sign_due:
+            return car
+        sign = Detections(
+            np.array([_box(600 + 2 * i, 100, 30, 30)], np.float32),
+            np.array([0.8], np.float32),
+            np.array([SIGN_CLASS], np.int32),
+            np.array([SIGN_LABEL], np.int32),
+        )
+        return Detections(
+            *(
+                np.concatenate((a, b))
+                for a, b in zip(
+                    (car.boxes_xyxy, car.scores, car.class_ids, car.label_ids),
+                    (sign.boxes_xyxy, sign.scores, sign.class_ids, sign.label_ids),
+                    strict=True,
+                )
+            )
+        )
+
+    carried, missed = Tracker(), Tracker()
+    for i in range(12):
+        due = i % 3 == 0
+        unobserved = None if due else np.array([SIGN_CLASS])
+        with_carry = carried.update(frame(i, due), i * DT, unobserved)
+        without = missed.update(frame(i, due), i * DT)
+        signs = with_carry.ids[with_carry.class_ids == SIGN_CLASS]
+        assert signs.tolist() == [2], i  # every frame, one ID
+        assert len(with_carry.ids[with_carry.class_ids == 2]) == 1  # the car as ever
+        assert (SIGN_CLASS in without.class_ids.tolist()) == due  # plain tracker: reported when detected only
+    box = with_carry.boxes_xyxy[with_carry.class_ids == SIGN_CLASS][0]
+    assert 600 + 2 * 9 <= box[0] <= 600 + 2 * 11 + 1  # predicted forward from its motion, not frozen

@@ -8,9 +8,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from perception.camera import cut_sides
 from perception.config import Config
-from perception.ttc import TTCEstimator, nanmedian_rows
+from perception.linefit import nanmedian_rows
+from perception.ttc import TTCEstimator
 from perception.types import Tracks
+
+KIND = "unit"
 
 FRAME_HW = (720, 1280)
 FOCAL_PX = 800.0
@@ -37,7 +41,7 @@ def _tracks(boxes: list[np.ndarray], ids: list[int] | None = None) -> Tracks:
 
 def _run(est: TTCEstimator, distance: Callable[[float], float], times: np.ndarray) -> np.ndarray:
     """Feed one track (ID 1) through `times`; return the TTC reported at each time."""
-    return np.array([est.update(_tracks([_pinhole_box(distance(t))]), float(t), FRAME_HW)[0] for t in times])
+    return np.array([est.update(_tracks([_pinhole_box(distance(t))]), float(t))[0] for t in times])
 
 
 def _approaching(t: float) -> float:
@@ -129,28 +133,19 @@ def test_ttc_nan_when_not_closing(cfg: Config, name: str, distance: Callable[[fl
     assert np.isnan(ttc).all(), name
 
 
-def test_ttc_nan_for_box_touching_frame_edge(cfg: Config) -> None:
-    """Two tracks with the same approach; one box touches the left edge and never gets a TTC."""
-    est = TTCEstimator(cfg.ttc)
-    results = []
-    for i in range(40):
-        z = _approaching(i * DT)
-        centred = _pinhole_box(z)
-        half_w = (centred[2] - centred[0]) / 2
-        at_edge = _pinhole_box(z, cx=1.0 + half_w)  # x1 = 1 px, inside the 2 px margin
-        results.append(est.update(_tracks([centred, at_edge]), i * DT, FRAME_HW))
-    ttc = np.array(results)
-    assert ttc.shape == (40, 2)
-    assert np.isfinite(ttc[20:, 0]).all()  # same motion, away from the edge: known
-    assert np.isnan(ttc[:, 1]).all()
+def _update_cut(est: TTCEstimator, tracks: Tracks, t_s: float) -> np.ndarray:
+    """As the frame processor does: the sides cut by the frame border go with the boxes."""
+    return est.update(tracks, t_s, cut=cut_sides(tracks.boxes_xyxy, FRAME_HW, 0.04))
 
 
 @pytest.mark.parametrize("edge", ["left", "top", "right", "bottom"])
-def test_ttc_nan_for_each_frame_edge(cfg: Config, edge: str) -> None:
+def test_box_cut_by_one_edge_keeps_its_ttc_from_the_other_dimension(cfg: Config, edge: str) -> None:
+    """A box against one frame edge may be cut there, so its size along that axis says nothing; its
+    extent along the other axis still grows with the approach: TTC within 5 % once known, as uncut."""
     est = TTCEstimator(cfg.ttc)
     h, w = FRAME_HW
     ttc = []
-    for i in range(30):
+    for i in range(40):
         box = _pinhole_box(_approaching(i * DT))
         bw, bh = box[2] - box[0], box[3] - box[1]
         cx, cy = {
@@ -159,12 +154,29 @@ def test_ttc_nan_for_each_frame_edge(cfg: Config, edge: str) -> None:
             "right": (w - bw / 2 - 1.5, 360.0),
             "bottom": (640.0, h - bh / 2 - 1.5),
         }[edge]
-        ttc.append(est.update(_tracks([_pinhole_box(_approaching(i * DT), cx, cy)]), i * DT, FRAME_HW)[0])
-    assert np.isnan(ttc).all()
+        ttc.append(_update_cut(est, _tracks([_pinhole_box(_approaching(i * DT), cx, cy)]), i * DT)[0])
+    ttc = np.array(ttc)
+    true_ttc = np.array([_approaching(i * DT) / 10.0 for i in range(40)])
+    assert np.isfinite(ttc[15:]).all()
+    assert (np.abs(ttc[15:] - true_ttc[15:]) / true_ttc[15:]).max() < 0.05
+
+
+def test_box_cut_at_a_corner_has_no_size_cue(cfg: Config) -> None:
+    """Cut on a side and at the bottom: neither extent is the object's, and without the image (no optical
+    flow) nothing measures its growth: no TTC, rather than one from a box that grows as it enters."""
+    est = TTCEstimator(cfg.ttc)
+    h, _ = FRAME_HW
+    for i in range(30):
+        box = _pinhole_box(_approaching(i * DT))
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        out = _update_cut(
+            est, _tracks([_pinhole_box(_approaching(i * DT), bw / 2 + 1.0, h - bh / 2 - 1.0)]), i * DT
+        )
+        assert np.isnan(out[0])
 
 
 def test_ttc_empty_tracks(cfg: Config) -> None:
-    out = TTCEstimator(cfg.ttc).update(Tracks.empty(), 0.0, FRAME_HW)
+    out = TTCEstimator(cfg.ttc).update(Tracks.empty(), 0.0)
     assert out.shape == (0,)
     assert out.dtype == np.float32
 
@@ -183,13 +195,13 @@ def test_ttc_output_follows_track_order(cfg: Config) -> None:
         t = i * DT
         a, b = _pinhole_box(fast(t), cx=400.0), _pinhole_box(slow(t), cx=900.0)
         if i % 2:
-            out = together.update(_tracks([a, b], ids=[11, 22]), t, FRAME_HW)
+            out = together.update(_tracks([a, b], ids=[11, 22]), t)
             by_id = {11: out[0], 22: out[1]}
         else:
-            out = together.update(_tracks([b, a], ids=[22, 11]), t, FRAME_HW)
+            out = together.update(_tracks([b, a], ids=[22, 11]), t)
             by_id = {22: out[0], 11: out[1]}
-        expected_a = alone_a.update(_tracks([a], ids=[11]), t, FRAME_HW)[0]
-        expected_b = alone_b.update(_tracks([b], ids=[22]), t, FRAME_HW)[0]
+        expected_a = alone_a.update(_tracks([a], ids=[11]), t)[0]
+        expected_b = alone_b.update(_tracks([b], ids=[22]), t)[0]
         np.testing.assert_array_equal([by_id[11], by_id[22]], [expected_a, expected_b])
     assert out.dtype == np.float32
     assert 0 < by_id[11] < by_id[22]  # the faster approach has the shorter TTC
@@ -198,18 +210,17 @@ def test_ttc_output_follows_track_order(cfg: Config) -> None:
 def test_ttc_memory_bounded_with_many_short_lived_tracks(cfg: Config) -> None:
     """600 track IDs, each seen for 5 frames, one after another over 120 s: slots are recycled."""
     est = TTCEstimator(one_second_window(cfg))
-    capacity = est._t_s.shape[0]
+    capacity = est._ring["t"].shape[0]
     i, most_slots = 0, 0
     for track_id in range(1, 601):
         for _ in range(5):
-            est.update(_tracks([_pinhole_box(_approaching(0.0))], ids=[track_id]), i * DT, FRAME_HW)
+            est.update(_tracks([_pinhole_box(_approaching(0.0))], ids=[track_id]), i * DT)
             most_slots = max(most_slots, len(est._slot_of))
             i += 1
     # a track unseen for 2 windows (2 s = 50 frames = 10 tracks back) is released: 11 held at most
     assert most_slots == 11
     assert len(est._slot_of) == 11
-    assert est._t_s.shape[0] == capacity
-    assert est._inv_size.shape[0] == capacity
+    assert all(ring.shape[0] == capacity for ring in est._ring.values())
 
 
 def test_ttc_slot_released_after_two_windows_and_reused(cfg: Config) -> None:
@@ -218,10 +229,10 @@ def test_ttc_slot_released_after_two_windows_and_reused(cfg: Config) -> None:
     assert np.isfinite(_run(est, _approaching, times)[-1])
     assert est._slot_of == {1: 0}
     # seen 1.9 s ago (< 2 windows): the slot is kept
-    est.update(_tracks([_pinhole_box(15.0)], ids=[98]), times[-1] + 1.9, FRAME_HW)
+    est.update(_tracks([_pinhole_box(15.0)], ids=[98]), times[-1] + 1.9)
     assert est._slot_of == {1: 0, 98: 1}
     # seen 2.1 s ago (> 2 windows): released, and the new track takes the freed slot
-    out = est.update(_tracks([_pinhole_box(15.0)], ids=[99]), times[-1] + 2.1, FRAME_HW)
+    out = est.update(_tracks([_pinhole_box(15.0)], ids=[99]), times[-1] + 2.1)
     assert np.isnan(out).all()  # a new track has no history
     assert est._slot_of == {98: 1, 99: 0}
 

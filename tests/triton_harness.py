@@ -15,7 +15,7 @@ import onnx
 import pytest
 
 from tests.conftest import YOLOX_ONNX
-from tests.test_cli import run_cli
+from tests.helpers import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 TRITON_PYTHON = REPO / ".venv-triton" / "bin" / "python"

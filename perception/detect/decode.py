@@ -268,10 +268,11 @@ class HeadDecoder:
         self.taxonomy = Taxonomy(classes, class_names)
         self._num_classes = len(class_names)
 
-    def fork(self) -> HeadDecoder:
-        """A decoder for a parallel request: its own letterbox buffers, the same grid and taxonomy."""
+    def fork(self, tensor: np.ndarray | None = None) -> HeadDecoder:
+        """A decoder for a parallel request (or a row of a batch: `tensor`, a (1, 3, H, W) view to letterbox
+        into): its own letterbox buffers, the same grid and taxonomy."""
         twin = copy.copy(self)
-        twin.letterbox = Letterbox(self.input_hw, INPUT_FORMATS[self.layout])
+        twin.letterbox = Letterbox(self.input_hw, INPUT_FORMATS[self.layout], tensor)
         return twin
 
     def __call__(self, raw: np.ndarray) -> Detections:

@@ -30,6 +30,16 @@ class ExtraDetector:
     def due(self, frame_index: int) -> bool:
         return frame_index % self.every_n_frames == 0
 
+    @property
+    def latency_key(self) -> str:
+        """Its time in a frame's `latency_ms`: `detect:<model stem>`."""
+        return f"detect:{Path(self.name.split(' ', 1)[-1]).stem}"
+
+    @property
+    def class_ids(self) -> np.ndarray:
+        """The run's class ids this detector produces (unobserved on frames it skips)."""
+        return np.arange(self.class_offset, self.class_offset + len(self.detector.class_names))
+
     def detect(self, image: np.ndarray) -> Detections:
         """Its detections in the run's label and class ids."""
         det = self.detector.detect(image)

@@ -66,6 +66,8 @@ class OnnxRuntimeDetector(HeadDetector):
         self._input_name, self._output_name = inputs[0].name, outputs[0].name
         in_h, in_w = inputs[0].shape[2:]
         fixed = isinstance(in_h, int) and isinstance(in_w, int)
+        if not isinstance(inputs[0].shape[0], int):  # a batch axis: frames of several streams in one run
+            self.max_batch = det.batch or 8
         return LoadedModel(
             input_hw=(in_h, in_w) if fixed else tuple(det.input_size),
             metadata=dict(self.session.get_modelmeta().custom_metadata_map),

@@ -14,6 +14,8 @@ from perception.errors import PerceptionError
 from perception.eval import mot
 from tests.conftest import ASSETS, REPO
 
+KIND = "integration"
+
 TUD = ASSETS / "mot" / "MOT15" / "TUD-Campus"
 MOT17_13 = ASSETS / "mot" / "MOT17-mini" / "MOT17-13-FRCNN"
 
@@ -48,6 +50,7 @@ def test_known_errors_are_counted_exactly() -> None:
     assert m["mota"] == pytest.approx(1 - (missed + 1 + 1) / 359)
 
 
+@pytest.mark.unit
 def test_mot17_ignore_rules(tmp_path: Path) -> None:
     """A hypothesis on a distractor (class 7, static person) is neither FP nor TP; a non-considered box
     is not a miss; a car (class 3) is not scored for pedestrian tracking."""
@@ -65,6 +68,7 @@ def test_mot17_ignore_rules(tmp_path: Path) -> None:
     assert m["mota"] == 1.0
 
 
+@pytest.mark.unit
 def test_results_file_round_trip(tmp_path: Path) -> None:
     rows = np.array([[1, 3, 10.5, 20.25, 60.5, 120.25, 0.9], [2, 3, 12.0, 21.0, 62.0, 121.0, 0.8]])
     path = tmp_path / "res.txt"
@@ -73,6 +77,7 @@ def test_results_file_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(mot.read_results(path), rows, atol=1e-2)
 
 
+@pytest.mark.unit
 def test_malformed_detection_file(tmp_path: Path) -> None:
     bad = tmp_path / "det.txt"
     bad.write_text("1,-1,oops\n")

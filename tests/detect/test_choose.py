@@ -27,7 +27,9 @@ from perception.detect.machine import MachineInfo, machine_info
 from perception.detect.quantized import is_quantized
 from perception.errors import PerceptionError
 from tests.conftest import ASSETS, HIGHWAY_CLIP, YOLOX_ONNX
-from tests.test_detect import with_detector
+from tests.helpers import with_detector
+
+KIND = "integration"
 
 YOLOV8_IR = ASSETS / "models" / "yolov8n_int8_openvino_model"
 YOLO26_INT8 = ASSETS / "models" / "yolo26n_int8.onnx"
@@ -57,6 +59,7 @@ def auto_cfg(cfg: Config, **update: object) -> Config:
 # ---------------------------------------------------------------- candidates and the first guess
 
 
+@pytest.mark.unit
 def test_candidates_follow_the_cpu_features() -> None:
     names = lambda cs: [c.name for c in cs]  # noqa: E731
     # AMD Zen 5: bf16 in AVX-512, no AMX: ONNX Runtime fp32 first, bf16 worth timing.
@@ -78,6 +81,7 @@ def test_candidates_follow_the_cpu_features() -> None:
     assert first_guess("ir", XEON_AMX, candidates("ir", XEON_AMX, "auto")) == Candidate("openvino", "bf16")
 
 
+@pytest.mark.unit
 def test_trial_can_be_turned_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERCEPTION_AUTO_TRIAL", "0")
     assert not trial_enabled(True)

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import tritonclient.http as triton_http
@@ -20,25 +19,18 @@ from perception.detect import create_detector
 from perception.detect.labels import COCO_NAMES
 from perception.detect.triton import TritonDetector
 from perception.track import iou_matrix
-from perception.types import Detections
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
-from tests.test_cli import assert_one_line_error, read_events, run_cli
+from tests.helpers import (
+    assert_one_line_error,
+    assert_same_detections,
+    clip_frames,
+    read_events,
+    run_cli,
+    short_clip,
+)
 from tests.triton_harness import WAIT_S, TritonServer, free_port, require_triton, write_repo, yolox_variant
 
-
-def clip_frames(step: int = 20) -> list[np.ndarray]:
-    """Every `step`-th frame of the real highway clip."""
-    cap = cv2.VideoCapture(str(HIGHWAY_CLIP))
-    frames, index = [], 0
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        if index % step == 0:
-            frames.append(image)
-        index += 1
-    cap.release()
-    return frames
+KIND = "integration"
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +62,6 @@ def server(repository: Path) -> Iterator[TritonServer]:
 
 def triton_config(url: str, **detector: object) -> Config:
     return load_config(overrides={"detector": {"backend": "triton", "triton_url": url, **detector}})
-
-
-def assert_same_detections(got: Detections, want: Detections) -> None:
-    """One to one, each box matched at IoU >= 0.95 with the same label and a score within 0.02."""
-    assert len(got) == len(want)
-    if len(want) == 0:
-        return
-    iou = iou_matrix(got.boxes_xyxy, want.boxes_xyxy)
-    match = iou.argmax(1)
-    assert sorted(match.tolist()) == list(range(len(want)))
-    assert iou[np.arange(len(got)), match].min() >= 0.95
-    assert np.array_equal(got.label_ids, want.label_ids[match])
-    assert np.abs(got.scores - want.scores[match]).max() <= 0.02
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -195,19 +174,6 @@ def test_unknown_model_and_unreachable_server_are_one_line_errors(
     config.write_text("detector:\n  triton_url: ftp://127.0.0.1:1\n")
     proc = run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--config", config, "--out", tmp_path / "b")
     assert_one_line_error(proc, "detector.triton_url", "grpc://HOST:PORT")
-
-
-def short_clip(path: Path, frames: int) -> Path:
-    """The first frames of the real clip, re-encoded (both backends read the same file)."""
-    cap = cv2.VideoCapture(str(HIGHWAY_CLIP))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (960, 540))
-    for _ in range(frames):
-        ok, image = cap.read()
-        assert ok
-        writer.write(image)
-    writer.release()
-    cap.release()
-    return path
 
 
 def test_run_with_triton_gives_the_tracks_of_onnxruntime(server: TritonServer, tmp_path: Path) -> None:

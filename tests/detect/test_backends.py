@@ -19,52 +19,16 @@ from perception.detect import create_detector, resolve_backend
 from perception.detect.gpu import tensorrt_available
 from perception.detect.labels import COCO_NAMES
 from perception.errors import PerceptionError
-from perception.types import Detections
+from perception.track import iou_matrix
 from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
-from tests.test_detect import constant_output_model, iou_matrix, ultra_output, with_detector
+from tests.helpers import assert_parity, constant_output_model, ultra_output, with_detector
+
+KIND = "integration"
 
 YOLOV8_IR = ASSETS / "models" / "yolov8n_int8_openvino_model"
 KITTI_IMAGES = ASSETS / "kitti" / "image_2"
-MIN_IOU, MAX_SCORE_DIFF = 0.95, 0.02
 
 ON_GPU = tensorrt_available()
-
-
-def matched_pairs(a: Detections, b: Detections) -> list[tuple[int, int]]:
-    """One-to-one pairs (i in a, j in b) of the same label with IoU >= 0.95 and scores within 0.02,
-    greedily by IoU."""
-    iou = iou_matrix(a.boxes_xyxy, b.boxes_xyxy)
-    ok = (
-        (iou >= MIN_IOU)
-        & (a.label_ids[:, None] == b.label_ids[None, :])
-        & (np.abs(a.scores[:, None] - b.scores[None, :]) <= MAX_SCORE_DIFF)
-    )
-    pairs, used_a, used_b = [], set(), set()
-    for flat in np.argsort(-np.where(ok, iou, -1), axis=None):
-        i, j = np.unravel_index(flat, iou.shape)
-        if not ok[i, j]:
-            break
-        if i not in used_a and j not in used_b:
-            pairs.append((int(i), int(j)))
-            used_a.add(i)
-            used_b.add(j)
-    return pairs
-
-
-def assert_parity(a: Detections, b: Detections, conf_threshold: float) -> int:
-    """Every box clearly above the threshold in either result has its twin in the other. A box within
-    MAX_SCORE_DIFF of the threshold may fall on either side of it, so it may go unmatched. Returns the
-    number of matched boxes."""
-    pairs = matched_pairs(a, b)
-    for x, side in ((a, 0), (b, 1)):
-        matched = {p[side] for p in pairs}
-        clear = np.flatnonzero(x.scores > conf_threshold + MAX_SCORE_DIFF)
-        missing = [i for i in clear if i not in matched]
-        assert not missing, (
-            f"{len(missing)} of {len(clear)} boxes of result {'ab'[side]} have no twin: "
-            f"{x.boxes_xyxy[missing].round(1).tolist()} scores {x.scores[missing].round(3).tolist()}"
-        )
-    return len(pairs)
 
 
 def _clip_frame(index: int) -> np.ndarray:
@@ -168,6 +132,7 @@ def test_default_config_picks_auto(cfg: Config) -> None:
     assert detector.backend == ("tensorrt" if ON_GPU else "onnxruntime")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("yaml_text", "needles"),
     [
@@ -214,6 +179,7 @@ def test_openvino_reads_ir_by_folder_or_xml(cfg: Config, highway_frame: np.ndarr
     assert by_xml.class_names == list(COCO_NAMES)
 
 
+@pytest.mark.unit
 def test_openvino_reads_class_names_from_onnx_metadata(tmp_path: Path, cfg: Config) -> None:
     names = list(COCO_NAMES)
     names[79] = "scooter"
@@ -229,6 +195,7 @@ def test_openvino_reads_class_names_from_onnx_metadata(tmp_path: Path, cfg: Conf
     np.testing.assert_allclose(det.boxes_xyxy, [[288, 288, 352, 352]], atol=1e-3)
 
 
+@pytest.mark.unit
 def test_openvino_bad_models_are_refused(tmp_path: Path, cfg: Config) -> None:
     ov = with_backend(cfg, "openvino")
     with pytest.raises(PerceptionError, match="model not found"):
@@ -260,6 +227,7 @@ def _run(*args: object, env: dict[str, str] | None = None, cwd: Path = REPO) -> 
     )
 
 
+@pytest.mark.unit
 def test_ultralytics_is_imported_offline() -> None:
     """In a fresh process: after the backend imports Ultralytics, it believes it is offline (no AutoUpdate,
     no event reporting, no asset lookups) and will not pip-install anything."""
@@ -348,6 +316,7 @@ def test_export_pt_to_onnx_then_onnxruntime(tiny_pt: Path, cfg: Config, highway_
     detector.detect(highway_frame)
 
 
+@pytest.mark.unit
 def test_export_refuses_what_it_cannot_export(tmp_path: Path) -> None:
     proc = _run("-m", "perception.cli", "export", YOLOX_ONNX, "--format", "onnx")
     assert proc.returncode == 1

@@ -18,10 +18,10 @@ from perception.detect import create_detector
 from perception.detect.triton import TritonDetector
 from perception.errors import DetectorUnavailable, PerceptionError
 from tests.conftest import YOLOX_ONNX
-from tests.test_cli import read_events
-from tests.test_live import Run
-from tests.test_triton import assert_same_detections, clip_frames, short_clip
+from tests.helpers import Run, assert_same_detections, clip_frames, read_events, short_clip
 from tests.triton_harness import WAIT_S, TritonServer, require_triton, write_repo
+
+KIND = "integration"
 
 # Short backoff, so outages in tests last seconds: 0.2 s doubling to at most 0.5 s, +-25 %.
 FAST_BACKOFF = {"backoff_initial_s": 0.2, "backoff_max_s": 0.5}

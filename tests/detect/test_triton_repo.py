@@ -12,8 +12,10 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from tests.conftest import ASSETS, YOLOX_ONNX
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 from tests.triton_harness import write_repo, yolox_variant
+
+KIND = "integration"
 
 COCO_CAR = 2
 

@@ -23,6 +23,8 @@ from perception.eval.detection import (
 )
 from tests.conftest import ASSETS, REPO, YOLOX_ONNX
 
+KIND = "integration"
+
 GTSDB = ASSETS / "images" / "gtsdb"
 GTSDB_ONNX = ASSETS / "models" / "gtsdb_yolov5n_640.onnx"
 KITTI = ASSETS / "kitti"
@@ -42,6 +44,7 @@ def eval_det(*args: object) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------- scoring on hand-made cases
 
 
+@pytest.mark.unit
 def test_average_precision_is_the_area_under_the_precision_envelope() -> None:
     assert average_precision(np.array([0.9, 0.8]), np.array([1, 1]), 2) == pytest.approx(1.0)
     # TP, FP, TP for 2 boxes: recall 0.5 at precision 1, recall 1 at precision 2/3
@@ -54,6 +57,7 @@ def test_average_precision_is_the_area_under_the_precision_envelope() -> None:
     assert np.isnan(average_precision(np.array([0.9]), np.array([0]), 0))
 
 
+@pytest.mark.unit
 def test_matching_is_greedy_by_score_one_detection_per_box() -> None:
     gt = np.array([[0, 0, 100, 100], [200, 0, 300, 100]], float)
     ignore = np.array([[500, 0, 600, 100]], float)
@@ -85,6 +89,7 @@ def test_gtsdb_reader_matches_images_by_stem() -> None:
     assert sum(len(t.classes) for t in truth.values()) == 59
 
 
+@pytest.mark.unit
 def test_malformed_ground_truth_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "gt.txt"
     bad.write_text("00000.ppm;774;411;815;446;11\n00001.ppm;1;2;three;4;5\n")

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from perception.config import Config
 from perception.detect import create_detector
@@ -18,15 +16,14 @@ from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 from perception.track import iou_matrix as track_iou
 from tests.conftest import MOT17_13, STILLS, YOLOX_ONNX
+from tests.helpers import constant_output_model, ultra_output, with_detector
+
+KIND = "unit"
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(N, 4) x (M, 4) xyxy -> (N, M) IoU: the tracker's own (checked value by value in test_track)."""
     return track_iou(np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4))
-
-
-def with_detector(cfg: Config, **update: object) -> Config:
-    return cfg.model_copy(update={"detector": cfg.detector.model_copy(update=update)})
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +34,7 @@ def yolox(cfg: Config):
 # ---------------------------------------------------------------- YOLOX-Nano on real images
 
 
+@pytest.mark.integration
 def test_yolox_finds_vehicles_on_highway_frame(yolox, cfg: Config, highway_frame: np.ndarray) -> None:
     assert yolox.layout == "yolox"
     assert yolox.input_hw == tuple(cfg.detector.input_size)
@@ -65,6 +63,7 @@ def test_yolox_finds_vehicles_on_highway_frame(yolox, cfg: Config, highway_frame
     assert np.all(centres_y > h * 0.45)
 
 
+@pytest.mark.integration
 def test_yolox_detection_is_deterministic_across_frame_sizes(yolox, highway_frame: np.ndarray) -> None:
     """The letterbox buffers are reused; switching frame size and back must give the same result."""
     first = yolox.detect(highway_frame)
@@ -74,6 +73,7 @@ def test_yolox_detection_is_deterministic_across_frame_sizes(yolox, highway_fram
     np.testing.assert_array_equal(first.scores, again.scores)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["highway", "test4.jpg", "test5.jpg"])
 def test_boxes_map_back_through_padding(yolox, highway_frame: np.ndarray, name: str) -> None:
     image = highway_frame if name == "highway" else cv2.imread(str(STILLS / name))
@@ -88,6 +88,7 @@ def test_boxes_map_back_through_padding(yolox, highway_frame: np.ndarray, name: 
     assert np.all(best > 0.9), best
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["highway", "test1.jpg"])
 def test_boxes_map_back_through_scaling(yolox, highway_frame: np.ndarray, name: str) -> None:
     image = highway_frame if name == "highway" else cv2.imread(str(STILLS / name))
@@ -101,6 +102,7 @@ def test_boxes_map_back_through_scaling(yolox, highway_frame: np.ndarray, name: 
     assert np.all(best > 0.95), best
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("input_size", [(384, 640), (416, 416), (640, 640)])
 def test_rectangular_and_square_input_sizes(
     yolox, cfg: Config, highway_frame: np.ndarray, input_size: tuple[int, int]
@@ -120,6 +122,7 @@ def test_rectangular_and_square_input_sizes(
     assert np.all(det.scores[matched] > 0.6)
 
 
+@pytest.mark.integration
 def test_mot17_13_recall_of_large_objects(yolox, cfg: Config) -> None:
     image = cv2.imread(str(sorted((MOT17_13 / "img1").glob("*.jpg"))[0]))
     assert image.shape == (1080, 1920, 3)
@@ -141,6 +144,7 @@ def test_mot17_13_recall_of_large_objects(yolox, cfg: Config) -> None:
 # ---------------------------------------------------------------- taxonomy
 
 
+@pytest.mark.integration
 def test_taxonomy_drops_classes_outside_config(cfg: Config) -> None:
     cars_only = cfg.model_copy(update={"classes": {"vehicle": ["car"]}})
     detector = create_detector(YOLOX_ONNX, cars_only)
@@ -157,6 +161,7 @@ def test_taxonomy_drops_classes_outside_config(cfg: Config) -> None:
     assert np.all(iou_matrix(det.boxes_xyxy, full_cars).max(1) > 0.99)
 
 
+@pytest.mark.integration
 def test_taxonomy_unknown_class_name_is_refused(cfg: Config) -> None:
     bad = cfg.model_copy(update={"classes": {"vehicle": ["car", "hovercraft"]}})
     with pytest.raises(PerceptionError, match="hovercraft"):
@@ -164,46 +169,6 @@ def test_taxonomy_unknown_class_name_is_refused(cfg: Config) -> None:
 
 
 # ---------------------------------------------------------------- Ultralytics layout, real ONNX graphs
-
-ULTRA_ANCHORS = 200
-ULTRA_NAMES = str(dict(enumerate(COCO_NAMES)))  # "{0: 'person', 1: 'bicycle', 2: 'car', ...}", as exported
-
-
-def constant_output_model(path: Path, output: np.ndarray, names: str | None = ULTRA_NAMES) -> Path:
-    """A valid ONNX graph: input `images` 1x3x640x640, output = constant + 0 * sum(images)."""
-    out_shape = list(output.shape)
-    graph = helper.make_graph(
-        [
-            helper.make_node("ReduceSum", ["images"], ["total"], keepdims=0),
-            helper.make_node("Mul", ["total", "zero"], ["nothing"]),
-            helper.make_node("Add", ["boxes", "nothing"], ["output0"]),
-        ],
-        "constant_detector",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, out_shape)],
-        initializer=[
-            numpy_helper.from_array(output.astype(np.float32), "boxes"),
-            numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    if names is not None:
-        helper.set_model_props(model, {"names": names, "task": "detect", "imgsz": "[640, 640]"})
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-def ultra_output(entries: list[tuple[float, float, float, float, int, float]]) -> np.ndarray:
-    """(cx, cy, w, h, class, score) per anchor in input pixels -> 1 x 84 x A raw output."""
-    raw = np.zeros((1, 84, ULTRA_ANCHORS), np.float32)
-    for anchor, (cx, cy, w, h, cls, score) in enumerate(entries):
-        raw[0, :4, anchor * 7 + 3] = (cx, cy, w, h)
-        raw[0, 4 + cls, anchor * 7 + 3] = score
-        # a weaker second class on the same anchor must not win the argmax
-        raw[0, 4 + (cls + 1) % 80, anchor * 7 + 3] = score / 3
-    return raw
 
 
 PERSON, CAR, BUS, TRUCK, TIE = (COCO_NAMES.index(n) for n in ("person", "car", "bus", "truck", "tie"))
@@ -367,6 +332,7 @@ def frame_540() -> np.ndarray:
     return image
 
 
+@pytest.mark.integration
 def test_letterbox_yolox_pads_bottom_right_bgr(frame_540: np.ndarray) -> None:
     lb = Letterbox((384, 640), INPUT_FORMATS["yolox"])
     tensor = lb(frame_540)
@@ -382,6 +348,7 @@ def test_letterbox_yolox_pads_bottom_right_bgr(frame_540: np.ndarray) -> None:
     np.testing.assert_allclose(back, [[96, 45, 960, 540]], atol=1e-3)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("layout", ["yolox", "ultralytics"])
 def test_letterbox_reused_across_frame_sizes_equals_a_fresh_one(frame_540: np.ndarray, layout: str) -> None:
     """Only the rows the image covers are converted per frame; after frames of other shapes (a portrait one
@@ -400,6 +367,7 @@ def test_letterbox_reused_across_frame_sizes_equals_a_fresh_one(frame_540: np.nd
         np.testing.assert_array_equal(reused(image), fresh)
 
 
+@pytest.mark.integration
 def test_letterbox_ultralytics_pads_centred_rgb_unit(frame_540: np.ndarray) -> None:
     lb = Letterbox((384, 640), INPUT_FORMATS["ultralytics"])
     tensor = lb(frame_540)
@@ -420,3 +388,17 @@ def test_letterbox_ultralytics_pads_centred_rgb_unit(frame_540: np.ndarray) -> N
     )
     back = lb.to_frame(np.array([[64, 42, 640, 372]], np.float32))
     np.testing.assert_allclose(back, [[96, 45, 960, 540]], atol=1e-3)
+
+
+def test_a_batch_of_frames_of_several_sizes_detects_as_each_alone(yolox, highway_frame: np.ndarray) -> None:
+    """Frames of several streams in one inference (YOLOX's batch axis): each frame letterboxed into its own
+    row with its own mapping back, so every result equals that frame's own detect()."""
+    frames = [highway_frame, cv2.resize(highway_frame, (640, 360)), highway_frame[:, ::-1].copy()]
+    assert yolox.max_batch >= len(frames)
+    batched = yolox.detect_batch(frames)
+    for frame, got in zip(frames, batched, strict=True):
+        want = yolox.detect(frame)
+        assert len(want) > 0 and len(got) == len(want)
+        np.testing.assert_allclose(got.boxes_xyxy, want.boxes_xyxy, atol=1e-3)
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+        np.testing.assert_array_equal(got.label_ids, want.label_ids)

@@ -17,8 +17,11 @@ from perception.detect.decode import choose_layout, decode_end2end, yolox_anchor
 from perception.detect.labels import COCO_NAMES, Taxonomy
 from perception.detect.metadata import ModelMetadata
 from perception.errors import PerceptionError
+from perception.track import iou_matrix
 from tests.conftest import ASSETS, YOLOX_ONNX
-from tests.test_detect import iou_matrix, with_detector
+from tests.helpers import with_detector
+
+KIND = "integration"
 
 MODELS = ASSETS / "models"
 YOLO26 = MODELS / "yolo26n_int8.onnx"
@@ -132,6 +135,7 @@ def _raw(rows: int, cols: int, xy_scale: float) -> np.ndarray:
     return raw
 
 
+@pytest.mark.unit
 def test_layout_rules_on_output_arrays() -> None:
     none = ModelMetadata.parse({})
     hw = (640, 640)
@@ -156,6 +160,7 @@ def test_layout_rules_on_output_arrays() -> None:
         choose_layout(np.zeros((1, 300, 5)), hw, none)
 
 
+@pytest.mark.unit
 def test_end_to_end_class_ids_beyond_the_names_are_dropped() -> None:
     raw = np.array([[0, 0, 10, 10, 0.9, 2], [0, 0, 10, 10, 0.8, 80], [0, 0, 5, 5, 0.1, 1]], np.float32)
     boxes, scores, class_ids = decode_end2end(raw, 0.15, 80)
@@ -163,6 +168,7 @@ def test_end_to_end_class_ids_beyond_the_names_are_dropped() -> None:
     np.testing.assert_allclose(scores, [0.9])
 
 
+@pytest.mark.unit
 def test_metadata_values_as_onnx_stores_them() -> None:
     meta = ModelMetadata.parse(
         {"author": "Ultralytics", "stride": "32", "imgsz": "[640, 640]", "end2end": "True", "task": "detect"}
@@ -181,6 +187,7 @@ def test_metadata_values_as_onnx_stores_them() -> None:
 # ---------------------------------------------------------------- taxonomy over the model's own names
 
 
+@pytest.mark.unit
 def test_taxonomy_star_takes_every_class_no_other_label_names() -> None:
     names = ["speed limit 30", "speed limit 50", "no overtaking", "no overtaking", "stop"]
     tax = Taxonomy({"speed_limit": ["speed limit 30", "speed limit 50"], "traffic_sign": ["*"]}, names)

@@ -9,8 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from perception.detect.gpu import tensorrt_available
 from tests.conftest import REPO
+
+KIND = "integration"
 
 
 def test_gpu_check_dry_run(tmp_path: Path) -> None:
@@ -32,6 +36,7 @@ def test_gpu_check_dry_run(tmp_path: Path) -> None:
     assert (out / "gpu.yaml").read_text().count("ultralytics_device") == 1
 
 
+@pytest.mark.unit
 def test_gpu_check_needs_an_output_folder() -> None:
     proc = subprocess.run(
         ["bash", str(REPO / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True, timeout=30

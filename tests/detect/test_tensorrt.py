@@ -8,6 +8,7 @@ those tests run only where TensorRT and a GPU are present.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,7 +45,9 @@ from perception.detect.metadata import ModelMetadata
 from perception.detect.preprocess import INPUT_FORMATS, Letterbox
 from perception.errors import PerceptionError
 from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
-from tests.test_detect import constant_output_model, ultra_output, with_detector
+from tests.helpers import constant_output_model, ultra_output, with_detector
+
+KIND = "integration"
 
 ON_GPU = tensorrt_available()
 needs_no_tensorrt = pytest.mark.skipif(ON_GPU, reason="TensorRT and a GPU are present here")
@@ -52,11 +55,16 @@ needs_gpu = pytest.mark.skipif(not ON_GPU, reason="needs an NVIDIA GPU with tens
 
 GPU_A = GpuInfo("NVIDIA GeForce RTX 4090", "8.9", "10.16.1.11")
 GPU_B = GpuInfo("NVIDIA Jetson AGX Orin", "8.7", "10.3.0")
-ONNX_SHA = hashlib.sha256(YOLOX_ONNX.read_bytes()).hexdigest()
+
+
+@functools.cache
+def onnx_sha() -> str:
+    """The real model file's digest (read when a test needs it, so collection needs no assets)."""
+    return hashlib.sha256(YOLOX_ONNX.read_bytes()).hexdigest()
 
 
 def key(machine: GpuInfo = GPU_A, **changes: object) -> PlanKey:
-    base = PlanKey.for_model(machine, "fp16", (1, 3, 448, 800), ONNX_SHA)
+    base = PlanKey.for_model(machine, "fp16", (1, 3, 448, 800), onnx_sha())
     return replace(base, **changes)
 
 
@@ -80,7 +88,7 @@ def info_for(k: PlanKey, plan_bytes: bytes, **changes: object) -> PlanInfo:
 
 
 def test_onnx_digest_is_the_file_sha256() -> None:
-    assert file_sha256(YOLOX_ONNX) == ONNX_SHA
+    assert file_sha256(YOLOX_ONNX) == onnx_sha()
 
 
 def test_cache_key_changes_with_every_field() -> None:
@@ -146,7 +154,7 @@ def test_sidecar_round_trip(built_plan: tuple[Path, PlanInfo]) -> None:
         "tensorrt": "10.16.1.11",
         "precision": "fp16",
         "input_shape": [1, 3, 448, 800],
-        "onnx_sha256": ONNX_SHA,
+        "onnx_sha256": onnx_sha(),
     }
     assert not list(plan.parent.glob("*.tmp"))
     assert read_sidecar(plan.with_name("other.plan")) is None
@@ -258,6 +266,7 @@ ULTRA_META = {
 }
 
 
+@pytest.mark.unit
 def test_ultralytics_engine_header_is_parsed(tmp_path: Path) -> None:
     payload = b"ftrt" + os.urandom(2048)
     path = ultralytics_engine(tmp_path / "yolo11n.engine", ULTRA_META, payload)
@@ -268,6 +277,7 @@ def test_ultralytics_engine_header_is_parsed(tmp_path: Path) -> None:
     assert class_names_from(meta["names"], 80) == list(COCO_NAMES)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("head", "why"),
     [
@@ -294,7 +304,7 @@ def test_build_request_for_yolox(cfg: Config) -> None:
     spec = prepare_build(YOLOX_ONNX, cfg, "fp16", imgsz=(384, 640), batch=4)
     assert spec.input_shape == (4, 3, 384, 640) and spec.input_hw == (384, 640)
     assert spec.dynamic and spec.layout == "yolox" and spec.class_names == list(COCO_NAMES)
-    assert spec.onnx_sha256 == ONNX_SHA and (spec.input_name, spec.output_name) == ("images", "output")
+    assert spec.onnx_sha256 == onnx_sha() and (spec.input_name, spec.output_name) == ("images", "output")
     default = prepare_build(YOLOX_ONNX, cfg, "fp32")
     assert default.input_shape == (cfg.tensorrt.batch, 3, *cfg.detector.input_size)
 
@@ -324,6 +334,7 @@ def test_build_request_records_the_layout_for_the_sidecar(
     )
 
 
+@pytest.mark.unit
 def test_build_request_for_a_fixed_ultralytics_onnx(tmp_path: Path, cfg: Config) -> None:
     model = constant_output_model(tmp_path / "yolo.onnx", ultra_output([(320.0, 320.0, 64.0, 64.0, 2, 0.9)]))
     spec = prepare_build(model, cfg, "fp16")
@@ -353,6 +364,7 @@ def test_bad_build_requests_fail_before_any_gpu_work(cfg: Config, kwargs: dict, 
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.unit
 def test_build_request_wants_an_onnx(tmp_path: Path, cfg: Config) -> None:
     with pytest.raises(PerceptionError, match="model not found"):
         prepare_build(tmp_path / "missing.onnx", cfg, "fp16")
@@ -444,6 +456,7 @@ def test_unreadable_calibration_image_is_named(tmp_path: Path) -> None:
         list(calib.batches(Letterbox((384, 640), INPUT_FORMATS["yolox"]), 2))
 
 
+@pytest.mark.unit
 def test_calibration_source_must_exist_and_be_images_or_video(tmp_path: Path) -> None:
     with pytest.raises(PerceptionError, match="calibration source not found"):
         CalibrationSet(tmp_path / "nope", 1, 10)
@@ -461,9 +474,9 @@ def test_calibration_cache_follows_the_data(tmp_path: Path) -> None:
     grown = CalibrationSet(tmp_path / "calib", 5, 100).digest
     assert grown != first
     cache = calibration_cache_path(
-        REPO / "engines" / "cache", YOLOX_ONNX, ONNX_SHA, (384, 640), grown, "10.16.1.11"
+        REPO / "engines" / "cache", YOLOX_ONNX, onnx_sha(), (384, 640), grown, "10.16.1.11"
     )
-    assert cache.name == f"yolox_nano-384x640-{ONNX_SHA[:12]}-data{grown[:12]}-trt10.16.1.11.calib"
+    assert cache.name == f"yolox_nano-384x640-{onnx_sha()[:12]}-data{grown[:12]}-trt10.16.1.11.calib"
 
 
 # ---------------------------------------------------------------- pinned input buffers
@@ -529,7 +542,7 @@ def test_build_engine_checks_calibration_before_anything_else(tmp_path: Path) ->
 
 @needs_gpu
 def test_build_and_run_plan_on_gpu(tmp_path: Path, cfg: Config, highway_frame: np.ndarray) -> None:
-    from tests.test_backends import assert_parity
+    from tests.helpers import assert_parity
 
     trt_cfg = cfg.model_copy(
         update={

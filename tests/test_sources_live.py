@@ -8,15 +8,12 @@ The RTSP server is GStreamer's (tests/rtsp_server.py, run by Debian's python3 fo
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -35,12 +32,24 @@ from perception.sinks import EventLog
 from perception.sources import open_source
 from perception.sources_live import StreamClock, backoff_delay_s
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
-from tests.test_cli import HIGHWAY_FRAMES, assert_one_line_error, read_events, run_cli, video_frames
+from tests.helpers import (
+    HIGHWAY_FRAMES,
+    WAIT_S,
+    Run,
+    assert_one_line_error,
+    frames_of,
+    health,
+    read_events,
+    run_cli,
+    video_frames,
+    write_config,
+)
+
+KIND = "unit"
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, the one python3-gi is built for
 RTSP_SERVER = REPO / "tests" / "rtsp_server.py"
-WAIT_S = 90  # deadline for anything a test waits on; generous, as CI machines are shared
 
 
 def _gstreamer_rtsp_missing() -> str | None:
@@ -122,69 +131,6 @@ def rtsp(tmp_path: Path) -> Iterator[RtspServer]:
         yield server
 
 
-class Run:
-    """`perception run` in the background, with its events followed as they are written."""
-
-    def __init__(self, source: str | Path | list[str], out: Path, *extra: str | Path) -> None:
-        self.out = out
-        self.events_path = out / "events.jsonl"
-        self.stderr_path = out.parent / f"{out.name}.stderr"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        self._stderr = self.stderr_path.open("w")
-        sources = [str(s) for s in source] if isinstance(source, list) else [str(source)]
-        cmd = [sys.executable, "-m", "perception.cli", "run", *sources, "--model", str(YOLOX_ONNX)]
-        self.proc = subprocess.Popen([*cmd, "--out", str(out), *map(str, extra)], stderr=self._stderr)
-
-    def events(self, path: Path | None = None) -> list[dict]:
-        """Complete lines only: the last one may be half-written. `path`: another stream's log."""
-        path = path or self.events_path
-        if not path.exists():
-            return []
-        text = path.read_text()
-        return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
-
-    def wait_for(
-        self, what: str, predicate: Callable[[list[dict]], bool], path: Path | None = None
-    ) -> list[dict]:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            events = self.events(path)
-            if predicate(events):
-                return events
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"gave up waiting for {what}; stderr:\n{self.stderr_path.read_text()}")
-
-    def finish(self, sig: int | None = None) -> tuple[int, str]:
-        if sig is not None:
-            self.proc.send_signal(sig)
-        try:
-            code = self.proc.wait(timeout=WAIT_S)
-        finally:
-            self.kill()
-        return code, self.stderr_path.read_text()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._stderr.close()
-
-
-def frames_of(events: list[dict]) -> list[dict]:
-    return [e for e in events if e["type"] == "frame"]
-
-
-def health(events: list[dict], state: str | None = None) -> list[dict]:
-    return [e for e in events if e["type"] == "source" and (state is None or e["state"] == state)]
-
-
-def write_config(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
 # -- a stream that drops, comes back (at another resolution), and finally never returns -----------------
 
 # Every outage lasts at least the first backoff wait (0.5 s - 25 % jitter), longer than max_lost_s.
@@ -229,6 +175,7 @@ def _outage_scenario(rtsp: RtspServer, tmp_path: Path) -> tuple[int, str, list[d
     return code, stderr, read_events(out / "events.jsonl"), out
 
 
+@pytest.mark.live
 def test_stream_survives_server_restarts_and_gives_up_cleanly(outage_run) -> None:
     code, stderr, events, _ = outage_run
     assert code == 0, stderr  # giving up on a stream ends the run normally
@@ -252,6 +199,7 @@ def test_stream_survives_server_restarts_and_gives_up_cleanly(outage_run) -> Non
     assert "stalled" in stderr and "gave_up" in stderr
 
 
+@pytest.mark.live
 def test_stream_goes_on_after_each_recovery_at_the_new_resolution(outage_run) -> None:
     _, _, events, out = outage_run
     frames = frames_of(events)
@@ -274,6 +222,7 @@ def test_stream_goes_on_after_each_recovery_at_the_new_resolution(outage_run) ->
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
 
 
+@pytest.mark.live
 def test_tracks_expire_across_an_outage(outage_run) -> None:
     """Each gap is longer than tracker.max_lost_s, so no track continues through it; after the
     resolution change tracking restarts, and IDs still never repeat across the run."""
@@ -296,6 +245,7 @@ def test_tracks_expire_across_an_outage(outage_run) -> None:
             assert min(ids_after) > max(ids_before), (ids_before, ids_after)  # new tracks, new IDs
 
 
+@pytest.mark.live
 def test_stalled_stream_is_noticed_by_the_read_timeout_and_recovers(rtsp: RtspServer, tmp_path: Path) -> None:
     """A server that stops sending without closing the connection (paused with SIGSTOP): the read
     timeout notices it, reopening times out while it is paused, and the stream comes back after."""
@@ -375,6 +325,7 @@ def assert_processed_up_to_damage(clip: Path, out: Path) -> None:
     assert video_frames(out / "annotated.mp4") == (readable, (540, 960))
 
 
+@pytest.mark.integration
 def test_truncated_video_keeps_every_frame_before_the_cut(tmp_path: Path) -> None:
     data = HIGHWAY_CLIP.read_bytes()
     clip = tmp_path / "half.mp4"
@@ -382,6 +333,7 @@ def test_truncated_video_keeps_every_frame_before_the_cut(tmp_path: Path) -> Non
     assert_processed_up_to_damage(clip, tmp_path / "out")
 
 
+@pytest.mark.integration
 def test_corrupt_video_keeps_every_frame_before_the_damage(tmp_path: Path) -> None:
     data = bytearray(HIGHWAY_CLIP.read_bytes())
     start = len(data) // 8
@@ -394,6 +346,7 @@ def test_corrupt_video_keeps_every_frame_before_the_damage(tmp_path: Path) -> No
 # -- wrong model, invalid settings -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_model_with_an_unexpected_output_layout(tmp_path: Path) -> None:
     """A valid ONNX graph whose output is neither YOLOX's N x A x (5+nc) nor Ultralytics' 1 x (4+nc) x A."""
     graph = helper.make_graph(
@@ -451,6 +404,7 @@ def test_reconnect_attempts_forever_or_a_number(tmp_path: Path) -> None:
 # -- signals ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_sigterm_stops_cleanly_with_outputs_finalised(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = Run(HIGHWAY_CLIP, out, "--mode", "realtime")
@@ -471,6 +425,7 @@ def test_sigterm_stops_cleanly_with_outputs_finalised(tmp_path: Path) -> None:
 # -- parts, on real data -----------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_stale_frames_are_dropped_and_counted_apart(tmp_path: Path) -> None:
     """A live (realtime) replay with a frame-age limit no frame can meet: every frame that reaches
     detection is dropped as stale, and the counts add up to the frames grabbed."""
@@ -554,6 +509,7 @@ source:
 """
 
 
+@pytest.mark.live
 def test_a_dead_stream_never_holds_the_others_back(tmp_path: Path) -> None:
     """Two RTSP streams share one detector; one server dies and stays dead: the other keeps delivering
     processed frames all through the first one's outage, and each ends with its own `end` line."""

@@ -19,6 +19,9 @@ from perception.detect.extra import create_extra_detectors, merge_detections, ru
 from perception.errors import PerceptionError
 from perception.types import Detections
 from tests.conftest import ASSETS, REPO, YOLOX_ONNX
+from tests.helpers import read_events, run_cli
+
+KIND = "integration"
 
 GTSDB_ONNX = ASSETS / "models" / "gtsdb_yolov5n_640.onnx"
 SIGN_IMAGE = ASSETS / "images" / "gtsdb" / "00000.jpg"  # a "priority at next intersection" sign, class 11
@@ -33,6 +36,7 @@ def config(tmp_path: Path, text: str) -> Path:
 ENTRY = f"extra_detectors:\n  - model: {GTSDB_ONNX}\n"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
@@ -74,6 +78,7 @@ def test_malformed_entry_is_one_line_naming_the_key(tmp_path: Path, yaml_text: s
     assert text.startswith(f"config {path}: {message}"), text
 
 
+@pytest.mark.unit
 def test_malformed_entry_from_the_command_line(tmp_path: Path) -> None:
     path = config(tmp_path, ENTRY + "    classes: {traffic_sign: ['*']}\n    every_n_frame: 2\n")
     proc = subprocess.run(
@@ -154,6 +159,7 @@ def test_builder_maps_labels_and_classes_into_the_run(sign_run: tuple) -> None:
     np.testing.assert_array_equal(twin.detect(image).boxes_xyxy, signs.boxes_xyxy)
 
 
+@pytest.mark.unit
 def test_merge_of_nothing_and_of_one() -> None:
     one = Detections(
         np.ones((1, 4), np.float32), np.ones(1, np.float32), np.zeros(1, np.int32), np.zeros(1, np.int32)
@@ -193,3 +199,42 @@ def test_detect_command_runs_the_extra_detector(tmp_path: Path) -> None:
     assert any(label == "vehicle" for label, _ in rows)
     drawn = cv2.imread(str(tmp_path / "out" / SIGN_IMAGE.name))
     assert not np.array_equal(drawn[405:450, 770:820], cv2.imread(str(SIGN_IMAGE))[405:450, 770:820])
+
+
+def test_run_with_a_sign_detector_every_second_frame(tmp_path: Path) -> None:
+    """`perception run`, YOLOX-Nano and the GTSDB sign model (every 2nd frame) on a clip of real GTSDB scenes:
+    sign tracks carry the sign model's own class names, are reported on every frame (carried between the
+    frames the sign model skips) with one ID per scene, and each frame's latency names both detectors."""
+    images = sorted((ASSETS / "images" / "gtsdb").glob("*.jpg"))[:3]
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    per_scene = 6
+    for k, src in enumerate(images):
+        for j in range(per_scene):
+            (clip / f"{k * per_scene + j:04d}.jpg").symlink_to(src)
+    cfg = config(
+        tmp_path,
+        f"extra_detectors:\n  - model: {GTSDB_ONNX}\n    classes: {{traffic_sign: ['*']}}\n"
+        "    every_n_frames: 2\n",
+    )
+    out = tmp_path / "out"
+    proc = run_cli("run", clip, "--model", YOLOX_ONNX, "--out", out, "--config", cfg, "--fps", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert "gtsdb_yolov5n_640.onnx" in proc.stderr and "every 2 frames" in proc.stderr
+    frames = [e for e in read_events(out / "events.jsonl") if e["type"] == "frame"]
+    assert len(frames) == len(images) * per_scene
+    gtsdb_names = set(onnx_metadata_names(GTSDB_ONNX))
+    for f in frames:
+        assert "detect:gtsdb_yolov5n_640" in f["latency_ms"] or f["frame"] % 2
+        signs = [t for t in f["tracks"] if t["label"] == "traffic_sign" and t["class"] in gtsdb_names]
+        if f["frame"] % per_scene >= 2:  # once confirmed, on every frame, skipped ones included
+            assert signs, f["frame"]
+    names = {t["class"] for f in frames for t in f["tracks"] if t["label"] == "traffic_sign"}
+    assert names & gtsdb_names  # the model's own names ("priority at next intersection", ...)
+
+
+def onnx_metadata_names(path: Path) -> list[str]:
+    from perception.detect.labels import class_names_from
+    from perception.detect.onnxruntime import onnx_metadata
+
+    return class_names_from(onnx_metadata(path).get("names"), 43)

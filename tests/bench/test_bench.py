@@ -13,7 +13,9 @@ from perception.bench import latency_stats
 from perception.detect.choose import candidates, openvino_default_precision
 from perception.detect.machine import machine_info
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
-from tests.test_cli import run_cli
+from tests.helpers import run_cli
+
+KIND = "integration"
 
 CUT_FRAMES = 40
 WARMUP = 5
@@ -161,6 +163,7 @@ def test_report_and_plots(fast_run: tuple[dict, Path]) -> None:
         assert (out / plot).read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.unit
 def test_latency_stats_ordered_and_empty() -> None:
     s = latency_stats([5.0, 1.0, 3.0, 100.0, 2.0])
     assert s["p50"] == 3.0 and s["max"] == 100.0 and s["n"] == 5

@@ -14,8 +14,9 @@ from perception.detect.accuracy import load_frames
 from perception.detect.quantize import head_tail, split_frames
 from perception.detect.quantized import is_quantized
 from tests.conftest import ASSETS, HIGHWAY_CLIP, YOLOX_ONNX
-from tests.test_cli import run_cli
-from tests.test_detect import with_detector
+from tests.helpers import run_cli, with_detector
+
+KIND = "integration"
 
 MOT17_MINI = ASSETS / "mot" / "MOT17-mini"
 YOLOV8_IR = ASSETS / "models" / "yolov8n_int8_openvino_model"
