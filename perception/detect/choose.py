@@ -343,21 +343,24 @@ def choose_backend(
 
     cached = read_cached(path, key)
     if cached is not None and not (cached.unchecked and frames_spec):
-        _say(_summary(model, probe_hw, requests, cached))
-        return _load(model, cfg, requests, Candidate(cached.backend, cached.precision), create), cached
+        detector = _load(model, cfg, requests, Candidate(cached.backend, cached.precision), create)
+        _say(_summary(model, probe_hw, requests, cached))  # once it loaded: a failure is the only line
+        return detector, cached
 
     t0 = time.monotonic()
     frames = load_frames(frames_spec, CHECK_FRAMES) if frames_spec else []
     if trial:
         detectors: dict[Candidate, object] = {}
         failed: list[str] = []
+        first_error: PerceptionError | None = None
         for c in cands:
             try:
                 detectors[c] = _load(model, cfg, requests, c, create)
             except PerceptionError as exc:  # a runtime that cannot run this model is no candidate
                 failed.append(f"{c.name} failed to load: {first_line(exc)}")
-        if not detectors:
-            raise PerceptionError(f"backend auto: no runtime could load {model}: {'; '.join(failed)}")
+                first_error = first_error or exc
+        if not detectors:  # the model or the config is at fault, not a runtime: its own message
+            raise first_error
         fps = run_trial(detectors, _timing_images(frames))
     else:
         detectors = {cands[0]: _load(model, cfg, requests, cands[0], create)}

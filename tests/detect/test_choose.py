@@ -169,6 +169,23 @@ def test_create_detector_reports_the_choice_and_an_unwritable_cache(
         detector.close()
 
 
+def test_a_model_or_config_error_is_said_as_itself(
+    cfg: Config, trial_on: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An error every candidate hits (here a class the model does not have) is the model's own one line,
+    with no word of a choice before it; cached or not."""
+    bad = auto_cfg(cfg).model_copy(update={"classes": {"vehicle": ["car", "spaceship"]}})
+    for _ in range(2):
+        with pytest.raises(PerceptionError, match="'spaceship' is not a class of the model"):
+            choose_backend(YOLOX_ONNX, bad, 1, None, _create)
+        assert "detector auto" not in capsys.readouterr().err
+    detector, choice = choose_backend(YOLOX_ONNX, auto_cfg(cfg), 1, None, _create)  # caches a choice
+    detector.close()
+    with pytest.raises(PerceptionError, match="spaceship"):
+        choose_backend(YOLOX_ONNX, bad, 1, None, _create)  # same key: the cached path fails alike
+    assert "cached trial" not in capsys.readouterr().err
+
+
 def test_without_the_trial_cpu_features_decide(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PERCEPTION_AUTO_TRIAL", "0")
     det, choice = choose_backend(YOLOX_ONNX, auto_cfg(cfg), 1, None, _create, AMD_ZEN5)
