@@ -98,8 +98,9 @@ def openvino_default_precision(device: str = "CPU") -> str:
     `--backend openvino` runs."""
     import openvino as ov
 
-    hint = str(ov.Core().get_property(device, "INFERENCE_PRECISION_HINT"))
-    return {"bf16": "bf16", "f16": "fp16"}.get(hint, "fp32")
+    hint = ov.Core().get_property(device, "INFERENCE_PRECISION_HINT")  # an ov.Type: bf16, f16, f32
+    name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+    return {"bf16": "bf16", "f16": "fp16"}.get(name, "fp32")
 
 
 def model_kind(path: Path) -> str:
@@ -344,7 +345,7 @@ def choose_backend(
     cached = read_cached(path, key)
     if cached is not None and not (cached.unchecked and frames_spec):
         detector = _load(model, cfg, requests, Candidate(cached.backend, cached.precision), create)
-        _say(_summary(model, probe_hw, requests, cached))  # once it loaded: a failure is the only line
+        _say(_summary(model, detector.input_hw, requests, cached))  # once loaded: a failure is the only line
         return detector, cached
 
     t0 = time.monotonic()
@@ -406,7 +407,7 @@ def choose_backend(
     choice.cache_file = "" if error else str(path)
     if error:
         choice.notes.append(f"choice not cached ({error}; set detector.cache_dir)")
-    _say(_summary(model, probe_hw, requests, choice))
+    _say(_summary(model, detectors[chosen].input_hw, requests, choice))
     for c, d in detectors.items():
         if c != chosen:
             d.close()

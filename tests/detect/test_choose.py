@@ -21,6 +21,7 @@ from perception.detect.choose import (
     choose_backend,
     decide,
     first_guess,
+    openvino_default_precision,
     trial_enabled,
 )
 from perception.detect.machine import MachineInfo, machine_info
@@ -79,6 +80,11 @@ def test_candidates_follow_the_cpu_features() -> None:
     with pytest.raises(PerceptionError, match="does not compute in it"):
         candidates("onnx", PLAIN_AVX2, "fp16")
     assert first_guess("ir", XEON_AMX, candidates("ir", XEON_AMX, "auto")) == Candidate("openvino", "bf16")
+
+
+def test_openvino_default_precision_follows_the_cpu() -> None:
+    """What a plain --backend openvino computes in: bf16 where the CPU has it (AVX-512 BF16, AMX)."""
+    assert openvino_default_precision() == ("bf16" if machine_info().bf16 else "fp32")
 
 
 @pytest.mark.unit
