@@ -142,6 +142,26 @@ def first_guess(kind: str, machine: MachineInfo, available: Sequence[Candidate])
     return available[0]
 
 
+def input_size(model: Path, configured: Sequence[int]) -> tuple[int, int]:
+    """The size the model will run at: its own fixed input size, else the configured one."""
+    import openvino as ov
+
+    from perception.detect.openvino import model_file
+
+    try:
+        shape = ov.Core().read_model(str(model_file(model))).input(0).get_partial_shape()
+        if (
+            shape.rank.is_static
+            and shape.rank.get_length() == 4
+            and shape[2].is_static
+            and shape[3].is_static
+        ):
+            return shape[2].get_length(), shape[3].get_length()
+    except Exception:  # unreadable here: the runtimes will say why when they load it
+        pass
+    return int(configured[0]), int(configured[1])
+
+
 def file_digest(path: Path) -> str:
     """sha256 over a model's bytes: the file, or every file of an IR folder (.xml, .bin)."""
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".xml", ".bin"))
@@ -334,8 +354,9 @@ def choose_backend(
     kind = model_kind(model)
     cands = candidates(kind, machine, det_cfg.precision)
     trial = trial_enabled(det_cfg.auto_trial) and len(cands) > 1
-    probe_hw = det_cfg.input_size
-    key = choice_key(model, probe_hw, requests, det_cfg.precision, trial, machine)
+    key = choice_key(
+        model, input_size(model, det_cfg.input_size), requests, det_cfg.precision, trial, machine
+    )
     directory = cache_dir(det_cfg.cache_dir)
     path = cache_file(directory, key)
     frames_spec = det_cfg.auto_frames or (

@@ -141,6 +141,22 @@ def test_choice_is_cached_and_measured_again_when_the_key_changes(
     assert len(list((trial_on / "backend").glob("*.json"))) == 4
 
 
+def test_a_fixed_size_model_is_one_key_whatever_the_configured_size(cfg: Config, trial_on: Path) -> None:
+    """YOLOv8n INT8 runs at its own 640x640 whatever detector.input_size says: one choice for it."""
+    det, first = choose_backend(
+        YOLOV8_IR, with_detector(cfg, backend="auto", input_size=(448, 800)), 1, None, _create
+    )
+    det.close()
+    det, again = choose_backend(
+        YOLOV8_IR, with_detector(cfg, backend="auto", input_size=(384, 640)), 1, None, _create
+    )
+    assert det.input_hw == (640, 640)
+    det.close()
+    assert not first.cached and again.cached and set(first.fps) == {"openvino fp32", *(
+        ["openvino bf16"] if machine_info().bf16 else []
+    )}  # fmt: skip
+
+
 def test_a_corrupt_or_foreign_cache_entry_is_measured_again(cfg: Config, trial_on: Path) -> None:
     cfg = auto_cfg(cfg)
     detector, choice = choose_backend(YOLOX_ONNX, cfg, 1, None, _create)
