@@ -1,0 +1,138 @@
+"""Where backend auto keeps its choices: one JSON file per key (model bytes, the size it runs at, requests,
+precision setting, whether a trial ran, the CPU and the library versions), written atomically so another
+process may read it meanwhile; a file that does not parse or holds another key is not used. Any change to
+the key is another file: measured again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perception.detect.machine import MachineInfo
+from perception.errors import first_line
+
+SCHEMA = 1
+
+
+@dataclass
+class Choice:
+    """What auto chose and the evidence: FPS per candidate, accuracy checks, notes; `cached`: read back."""
+
+    backend: str
+    precision: str
+    reason: str
+    fps: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    trial_s: float = 0.0
+    measured: str = ""
+    unchecked: bool = False  # a faster reduced precision could not be checked (no frames): measure again
+    cache_file: str = ""
+    cached: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "precision": self.precision,
+            "reason": self.reason,
+            "fps": self.fps,
+            "checks": self.checks,
+            "notes": self.notes,
+            "trial_s": self.trial_s,
+            "measured": self.measured,
+            "unchecked": self.unchecked,
+        }
+
+
+def input_size(model: Path, configured: Sequence[int]) -> tuple[int, int]:
+    """The size the model will run at: its own fixed input size, else the configured one."""
+    import openvino as ov
+
+    from perception.detect.openvino import model_file
+
+    try:
+        shape = ov.Core().read_model(str(model_file(model))).input(0).get_partial_shape()
+        if (
+            shape.rank.is_static
+            and shape.rank.get_length() == 4
+            and shape[2].is_static
+            and shape[3].is_static
+        ):
+            return shape[2].get_length(), shape[3].get_length()
+    except Exception:  # unreadable here: the runtimes will say why when they load it
+        pass
+    return int(configured[0]), int(configured[1])
+
+
+def file_digest(path: Path) -> str:
+    """sha256 over a model's bytes: the file, or every file of an IR folder (.xml, .bin)."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in (".xml", ".bin"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        with f.open("rb") as stream:
+            for block in iter(lambda s=stream: s.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def cache_dir(cfg_dir: str) -> Path:
+    if cfg_dir:
+        return Path(cfg_dir).expanduser()
+    if os.environ.get("PERCEPTION_CACHE_DIR"):
+        return Path(os.environ["PERCEPTION_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "perception"
+
+
+def choice_key(
+    model: Path, input_hw: Sequence[int], requests: int, precision: str, trial: bool, machine: MachineInfo
+) -> dict:
+    key = {
+        "schema": SCHEMA,
+        "model": model.name,
+        "model_sha256": file_digest(model),
+        "input_hw": list(input_hw),
+        "requests": requests,
+        "precision": precision,
+        "trial": trial,
+        "machine": machine.as_dict(),
+    }
+    return json.loads(json.dumps(key))  # as it reads back from the cache file (tuples become lists)
+
+
+def cache_file(directory: Path, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return directory / "backend" / f"{Path(key['model']).stem}-{digest[:16]}.json"
+
+
+def read_cached(path: Path, key: dict) -> Choice | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("key") != key:
+        return None
+    try:
+        choice = Choice(**record["choice"])
+    except (KeyError, TypeError):
+        return None
+    choice.cached, choice.cache_file = True, str(path)
+    return choice
+
+
+def write_cached(path: Path, key: dict, choice: Choice) -> str:
+    """Write atomically (another process may read it meanwhile); "" when written, else why not."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+            json.dump({"key": key, "choice": choice.as_dict()}, tmp, indent=1)
+        os.replace(tmp.name, path)
+    except OSError as exc:
+        return first_line(exc)
+    return ""
