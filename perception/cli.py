@@ -1,37 +1,41 @@
-"""Command line: `perception run SOURCE --model PATH --out DIR`.
+"""Command line: `perception run SOURCE --model PATH`, and the other commands.
 
 Every failure a user can fix ends as one line on stderr (`error: ...`) and a non-zero exit; whatever
-was produced before it stays on disk, flushed and closed.
+was produced before it stays on disk, flushed and closed. Ctrl-C at any moment, start-up included,
+exits with 130 and no traceback.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import os
-import signal
 import sys
-import traceback
-from pathlib import Path
 
-import numpy as np
+from perception import interrupts
 
-from perception import __version__
-from perception.cli_flags import add_flags, flag_overrides
-from perception.config import Config, load_config
-from perception.detect import create_detector, inference_requests
-from perception.detector_cli import add_commands
-from perception.detector_cli import run as run_detector_command
-from perception.errors import PerceptionError, first_line
-from perception.events import EndEvent, ErrorEvent, RunStatus, SourceEvent, StartEvent
-from perception.pipeline import Pipeline, RunSummary, StageError
-from perception.processor import build_processor
-from perception.sinks import Annotator, DisplaySink, EventLog, Sink, VideoSink
-from perception.sources import open_source
+interrupts.install()
+try:  # Ctrl-C while the libraries load (a second or two): exit 130 without a traceback
+    import argparse
+    import os
+    import traceback
+    from pathlib import Path
+
+    import numpy as np
+
+    from perception import __version__
+    from perception.config import load_config
+    from perception.detect import create_detector
+    from perception.detector_cli import add_commands
+    from perception.detector_cli import run as run_detector_command
+    from perception.errors import PerceptionError
+    from perception.pipeline import StageError
+    from perception.run_cli import EXIT_SIGINT, add_run_command, one_line, run
+
+    interrupts.check()
+except BaseException:
+    if interrupts.received():  # a KeyboardInterrupt, or a library's own error from it
+        interrupts.exit_now()
+    raise
 
 EXIT_ERROR = 1
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,25 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser(
-        "run",
-        help="detect, track and time-to-collision on a video, folder, camera or stream",
-        allow_abbrev=False,
-    )
-    run.add_argument("source", help="video file, image folder, camera index (0) or rtsp:// / http(s):// URL")
-    run.add_argument(
-        "--model",
-        help="detector model: .onnx, OpenVINO IR, .pt, .engine (default: config detector.default_model)",
-    )
-    run.add_argument(
-        "--out", required=True, type=Path, help="output folder for annotated.mp4 and events.jsonl"
-    )
-    run.add_argument("--config", help="YAML overriding configs/default.yaml")
-    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--show")
-    run.add_argument(
-        "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
-    )
-
+    add_run_command(commands)
     mot = commands.add_parser(
         "eval-mot",
         help="track a MOTChallenge sequence and score it against its ground truth",
@@ -89,106 +75,6 @@ def _parser() -> argparse.ArgumentParser:
 
     add_bench_parser(commands)
     return parser
-
-
-def _run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, flag_overrides(args))
-    model = args.model or cfg.detector.default_model
-
-    health = _HealthRelay()
-    source = open_source(args.source, cfg.source, fps=args.fps, on_health=health)
-    try:
-        detector = create_detector(model, cfg, inference_requests(cfg.detector, not source.is_live))
-    except BaseException:
-        source.close()
-        raise
-
-    with contextlib.ExitStack() as outputs:
-        outputs.callback(detector.close)
-        args.out.mkdir(parents=True, exist_ok=True)
-        print(
-            f"perception: {source.name} ({'live' if source.is_live else 'replay'}, {source.fps:g} fps) -> "
-            f"{Path(model).name} [{detector.backend}, {detector.layout}, "
-            f"{detector.input_hw[0]}x{detector.input_hw[1]}, {detector.requests} request(s) in flight] "
-            f"-> {args.out}",
-            file=sys.stderr,
-        )
-        sinks, events = _open_sinks(outputs, cfg, args.out, source.fps, detector.class_names)
-        if events is not None:
-            events.event(
-                StartEvent(
-                    source=source.name,
-                    live=source.is_live,
-                    fps=source.fps,
-                    model=str(model),
-                    backend=detector.backend,
-                    layout=detector.layout,
-                    input_hw=list(detector.input_hw),
-                    requests=detector.requests,
-                    labels=cfg.labels,
-                )
-            )
-        annotate = (
-            Annotator(cfg.labels, detector.class_names) if (cfg.output.video or cfg.output.show) else None
-        )
-        progress = _progress_bar(source.frame_count)
-        pipeline = Pipeline(
-            source,
-            detector,
-            build_processor(cfg),
-            cfg,
-            sinks,
-            annotate=annotate,
-            on_frame=(lambda _r: progress.update()) if progress else None,
-        )
-        stop_signal = _install_signal_handlers(pipeline)
-        health.events, health.active = events, True
-        status = RunStatus.ERROR
-        try:
-            summary = pipeline.run()
-            status = RunStatus.INTERRUPTED if summary.interrupted or stop_signal else RunStatus.OK
-        except StageError as exc:
-            if events is not None:
-                events.event(ErrorEvent(exc.stage, _one_line(exc.error)))
-            raise
-        finally:
-            health.active = False
-            if progress:
-                progress.close()
-            if events is not None:  # every run ends with an `end` line, after the `error` line if any
-                events.event(_end_event(pipeline.summary, status))
-
-    if summary.frames_processed == 0 and status is RunStatus.OK:
-        if summary.frames_stale:
-            raise PerceptionError(
-                f"none of the {summary.frames_grabbed} frames read from {source.name} was processed: "
-                f"{summary.frames_stale} were older than source.max_frame_age_s "
-                f"({cfg.source.max_frame_age_s:g} s) when detection could start"
-            )
-        raise PerceptionError(f"no frame could be read from {source.name}")
-    print(
-        f"perception: {summary.frames_processed} frames in {summary.elapsed_s:.1f} s "
-        f"({summary.fps:.1f} fps), {summary.frames_dropped} dropped, {summary.frames_stale} stale, "
-        f"e2e latency p50 {summary.e2e_percentile(50):.0f} ms "
-        f"p99 {summary.e2e_percentile(99):.0f} ms -> {args.out}",
-        file=sys.stderr,
-    )
-    if stop_signal:
-        return EXIT_SIGTERM if stop_signal[0] == signal.SIGTERM else EXIT_SIGINT
-    return 0
-
-
-def _end_event(summary: RunSummary, status: RunStatus) -> EndEvent:
-    return EndEvent(
-        status=status,
-        frames_grabbed=summary.frames_grabbed,
-        frames_processed=summary.frames_processed,
-        frames_dropped=summary.frames_dropped,
-        frames_stale=summary.frames_stale,
-        elapsed_s=round(summary.elapsed_s, 3),
-        fps=round(summary.fps, 2),
-        interrupted=status is RunStatus.INTERRUPTED,
-    )
 
 
 def _eval_ttc(args: argparse.Namespace) -> int:
@@ -237,73 +123,25 @@ def _eval_mot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_sinks(
-    outputs: contextlib.ExitStack, cfg: Config, out: Path, fps: float, class_names: list[str]
-) -> tuple[list[Sink], EventLog | None]:
-    """Every sink is registered with `outputs`, so it is closed however the run ends."""
-    sinks: list[Sink] = []
-    events = None
-    if cfg.output.video:
-        video = VideoSink(out / "annotated.mp4", fps, cfg.output.video_fourcc)
-        sinks.append(outputs.enter_context(contextlib.closing(video)))
-    if cfg.output.show:
-        sinks.append(outputs.enter_context(contextlib.closing(DisplaySink())))
-    if cfg.output.events:
-        events = outputs.enter_context(
-            contextlib.closing(EventLog(out / "events.jsonl", cfg.labels, class_names))
-        )
-        sinks.append(events)  # last, so its frame lines carry the other sinks' latency too
-    return sinks, events
-
-
-class _HealthRelay:
-    """A live source's state changes (connected, stalled, reconnecting, recovered, gave_up) while the
-    run is on: a `source` line in events.jsonl and one line on stderr each. Called from the grab thread."""
-
-    def __init__(self) -> None:
-        self.events: EventLog | None = None
-        self.active = False
-
-    def __call__(self, event: SourceEvent) -> None:
-        if not self.active:
-            return
-        if self.events is not None:
-            self.events.event(event)
-        print(f"perception: {event.describe()}", file=sys.stderr)
-
-
-def _progress_bar(total: int | None):
-    """A bar for file sources only (live feeds have no end); hidden when stderr is not a terminal."""
-    if total is None:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", disable=None, dynamic_ncols=True)
-
-
-def _install_signal_handlers(pipeline: Pipeline) -> list[int]:
-    """SIGINT and SIGTERM stop the pipeline cleanly instead of killing it mid-write."""
-    received: list[int] = []
-
-    def handle(signum: int, _frame) -> None:
-        received.append(signum)
-        pipeline.stop()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    return received
-
-
-def _one_line(error: BaseException) -> str:
-    """Our own errors as they are; anything else with its type, so a user can tell it is not ours."""
-    return first_line(error, with_type=not isinstance(error, PerceptionError))
-
-
 def main(argv: list[str] | None = None) -> int:
+    try:
+        interrupts.check()
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the pipeline's own handler is in place (start-up)
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except Exception:
+        if not interrupts.received():
+            raise
+        print("error: interrupted", file=sys.stderr)  # a library's own error, raised by the Ctrl-C
+        return EXIT_SIGINT
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            return _run(args)
+            return run(args)
         if args.command == "eval-mot":
             return _eval_mot(args)
         if args.command == "eval-ttc":
@@ -314,17 +152,17 @@ def main(argv: list[str] | None = None) -> int:
             return run_bench(args)
         return run_detector_command(args)
     except PerceptionError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
     except StageError as exc:
         if os.environ.get("PERCEPTION_DEBUG"):
             traceback.print_exception(exc.error)
         prefix = "" if isinstance(exc.error, PerceptionError) else f"{exc.stage} stage failed: "
-        print(f"error: {prefix}{_one_line(exc.error)}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_SIGINT
+        print(f"error: {prefix}{one_line(exc.error)}", file=sys.stderr)
     return EXIT_ERROR
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == EXIT_SIGINT:
+        interrupts.exit_now(None)  # under `python -m`, CPython could turn a swallowed Ctrl-C into SIGINT
+    sys.exit(code)

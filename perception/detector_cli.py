@@ -15,11 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.config import Config, load_config
+from perception.cli_flags import add_flags, flag_overrides
+from perception.config import load_config
 from perception.detect import BACKENDS, Detector, create_detector, resolve_backend
 from perception.errors import PerceptionError
-from perception.sinks import LABEL_COLOURS
-from perception.sources import IMAGE_SUFFIXES
+from perception.sinks import LABEL_COLOURS, draw_labels
+from perception.sources import IMAGE_SUFFIXES, image_files
 from perception.types import Detections
 
 COMMANDS = ("detect", "build-engine", "export")
@@ -42,17 +43,21 @@ def _imgsz(values: list[int] | None) -> tuple[int, int] | None:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    detect = commands.add_parser("detect", help="run the detector on images: print the boxes and draw them")
+    detect = commands.add_parser(
+        "detect", help="run the detector on images: print the boxes and draw them", allow_abbrev=False
+    )
     detect.add_argument("images", type=Path, help="an image, or a folder of images")
     detect.add_argument(
         "--model",
         help="detector model: .onnx, OpenVINO IR, .pt, .engine (default: config detector.default_model)",
     )
-    add_backend_argument(detect)
+    add_flags(detect, "--backend", "--imgsz", "--conf", "--classes")
     detect.add_argument("--config", help="YAML overriding configs/default.yaml")
     detect.add_argument("--out", type=Path, help="folder for the drawn images (default: out/detect)")
 
-    build = commands.add_parser("build-engine", help="build a TensorRT plan from an ONNX model (NVIDIA GPU)")
+    build = commands.add_parser(
+        "build-engine", help="build a TensorRT plan from an ONNX model (NVIDIA GPU)", allow_abbrev=False
+    )
     build.add_argument("model", type=Path, help="ONNX model")
     precision = build.add_mutually_exclusive_group()
     for name in PRECISIONS:
@@ -68,7 +73,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--config", help="YAML overriding configs/default.yaml")
 
-    export = commands.add_parser("export", help="export an Ultralytics .pt model (through Ultralytics)")
+    export = commands.add_parser(
+        "export", help="export an Ultralytics .pt model (through Ultralytics)", allow_abbrev=False
+    )
     export.add_argument("model", help="Ultralytics .pt model")
     export.add_argument("--format", choices=["onnx", "openvino"], default="onnx", help="export format")
     export.add_argument(
@@ -93,46 +100,43 @@ def _image_files(target: Path) -> list[Path]:
         raise PerceptionError(f"not found: {target}")
     if target.is_file():
         return [target]
-    files = sorted(p for p in target.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(target)
     if not files:
         raise PerceptionError(f"no images in {target} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
 
 
 def draw_detections(image: np.ndarray, det: Detections, labels: list[str], class_names: list[str]) -> None:
-    """Boxes, each with its label, class and score, in place."""
-    for box, score, class_id, label_id in zip(
-        np.round(det.boxes_xyxy).astype(np.int32), det.scores, det.class_ids, det.label_ids, strict=True
-    ):
+    """Boxes, each with its class and score (labels placed so they do not pile up), in place."""
+    boxes = np.round(det.boxes_xyxy).astype(np.int32)
+    texts, colours = [], []
+    for box, score, class_id, label_id in zip(boxes, det.scores, det.class_ids, det.label_ids, strict=True):
         colour = LABEL_COLOURS.get(labels[label_id], (200, 200, 200))
         x1, y1, x2, y2 = box.tolist()
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2, cv2.LINE_AA)
-        text = f"{class_names[class_id]} {score:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        ty = max(y1, th + 4)
-        cv2.rectangle(image, (x1, ty - th - 4), (x1 + tw + 4, ty), colour, -1)
-        cv2.putText(image, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-
-
-def _config(args: argparse.Namespace) -> Config:
-    overrides = {"detector": {"backend": args.backend}} if getattr(args, "backend", None) else None
-    return load_config(args.config, overrides)
+        texts.append(f"{class_names[class_id]} {score:.2f}")
+        colours.append(colour)
+    draw_labels(image, boxes, texts, colours, np.argsort(-det.scores, kind="stable"))
 
 
 def _detect(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = load_config(args.config, flag_overrides(args))
     files = _image_files(args.images)
     model = args.model or cfg.detector.default_model
+    # What is shown: output.display_conf, or the --conf a user asked for (then it is both thresholds).
+    shown = args.conf if args.conf is not None else cfg.output.display_conf
     detector = create_detector(model, cfg)
     try:
-        _detect_files(detector, files, args.out or Path("out") / "detect", cfg.labels, model)
+        _detect_files(detector, files, args.out or Path("out") / "detect", cfg.labels, model, shown)
     finally:
         detector.close()
     return 0
 
 
-def _detect_files(detector: Detector, files: list[Path], out: Path, labels: list[str], model: str) -> int:
-    """Detect, print and draw each image; the number of detections."""
+def _detect_files(
+    detector: Detector, files: list[Path], out: Path, labels: list[str], model: str, min_score: float = 0.0
+) -> int:
+    """Detect each image, print and draw the detections scoring at least `min_score`; how many those were."""
     out.mkdir(parents=True, exist_ok=True)
     print(
         f"perception: {Path(model).name} [{detector.backend}, {detector.layout}, "
@@ -145,11 +149,13 @@ def _detect_files(detector: Detector, files: list[Path], out: Path, labels: list
         if image is None:
             raise PerceptionError(f"cannot read image {path}")
         started = time.perf_counter()
-        det = detector.detect(image)
+        found = detector.detect(image)
         elapsed_ms = (time.perf_counter() - started) * 1e3
+        det = found.subset(np.flatnonzero(found.scores >= min_score))
         total += len(det)
         h, w = image.shape[:2]
-        print(f"{path.name} {w}x{h}: {len(det)} detections in {elapsed_ms:.1f} ms")
+        hidden = f" ({len(found) - len(det)} below {min_score:g} not shown)" if len(found) > len(det) else ""
+        print(f"{path.name} {w}x{h}: {len(det)} detections{hidden} in {elapsed_ms:.1f} ms")
         for box, score, class_id, label_id in zip(
             det.boxes_xyxy, det.scores, det.class_ids, det.label_ids, strict=True
         ):

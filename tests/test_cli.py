@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import socket
 import subprocess
@@ -16,55 +15,21 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.events import parse_event
 from perception.track import iou_matrix
-from tests.conftest import HIGHWAY_CLIP, MOT17_13, YOLOX_ONNX
-
-HIGHWAY_FRAMES = 221
-
-
-def run_cli(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perception.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def read_events(path: Path) -> list[dict]:
-    """Every line of an events.jsonl, each checked against the schema in perception/events.py."""
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            parse_event(line)
-        except ValueError as exc:
-            raise AssertionError(f"{path}:{number} does not match the events schema: {exc}") from None
-    return [json.loads(line) for line in lines]
-
-
-def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
-    """Decode the whole file: counts frames a player would show, not what the header claims."""
-    cap = cv2.VideoCapture(str(path))
-    count, size = 0, (0, 0)
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        count += 1
-        size = image.shape[:2]
-    cap.release()
-    return count, size
+from tests.conftest import (
+    HIGHWAY_CLIP,
+    HIGHWAY_FRAMES,
+    MOT17_13,
+    YOLOX_ONNX,
+    read_events,
+    run_cli,
+    video_frames,
+    video_timestamps_s,
+)
 
 
 def box_iou(a: list[float], b: list[float]) -> float:
     return float(iou_matrix(np.array([a], np.float64), np.array([b], np.float64))[0, 0])
-
-
-@pytest.fixture(scope="module")
-def highway_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    out = tmp_path_factory.mktemp("highway")
-    return run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", out), out
 
 
 def test_highway_run_writes_every_frame(highway_run) -> None:
@@ -185,8 +150,13 @@ def test_realtime_replay_drops_frames_it_cannot_keep_up_with(tmp_path: Path) -> 
     assert end["type"] == "end" and end["frames_grabbed"] == 50
     assert end["frames_dropped"] > 0
     assert end["frames_processed"] + end["frames_dropped"] == 50
-    indices = [e["frame"] for e in events if e["type"] == "frame"]
+    frames = [e for e in events if e["type"] == "frame"]
+    indices = [f["frame"] for f in frames]
     assert indices == sorted(indices) and np.diff(indices).max() > 1
+    # The video keeps the frames that were processed at their own times: with drops it still plays at the
+    # speed it was filmed (each frame shows until the next one processed).
+    shown = [f["source_ts_s"] - frames[0]["source_ts_s"] for f in frames]
+    assert video_timestamps_s(out / "annotated.mp4") == pytest.approx(shown, abs=1e-3)
 
 
 # -- bad input: one line on stderr, non-zero exit ------------------------------------------------------
@@ -219,8 +189,10 @@ def test_every_frame_stale_says_so(tmp_path: Path) -> None:
     assert_one_line_error(
         proc, "none of the 221 frames", "were older than source.max_frame_age_s", mid_run=True
     )
-    end = read_events(out / "events.jsonl")[-1]
-    assert end["type"] == "end" and end["frames_processed"] == 0
+    events = read_events(out / "events.jsonl")
+    error, end = events[-2:]
+    assert error["type"] == "error" and "none of the 221 frames" in error["message"]
+    assert end["type"] == "end" and end["status"] == "error" and end["frames_processed"] == 0
     assert end["frames_stale"] > 0 and end["frames_stale"] + end["frames_dropped"] == 221
 
 

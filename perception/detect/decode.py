@@ -178,7 +178,7 @@ class HeadDecoder:
         return shape[1] - 4
 
     def set_classes(self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str]) -> None:
-        self.taxonomy = Taxonomy(classes, class_names)
+        self.taxonomy = Taxonomy(classes, class_names, self.cfg.classes)
 
     def fork(self) -> HeadDecoder:
         """A decoder for a parallel request: its own letterbox buffers, the same grid and taxonomy."""

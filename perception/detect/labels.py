@@ -54,9 +54,15 @@ def class_names_from(names: object, num_classes: int) -> list[str]:
 
 
 class Taxonomy:
-    """Maps the model's classes onto driving labels with one lookup table."""
+    """Maps the model's classes onto driving labels with one lookup table; `only` (config
+    `detector.classes`, names or indices) keeps just those classes."""
 
-    def __init__(self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        classes: Mapping[str, Sequence[str]],
+        class_names: Sequence[str],
+        only: Sequence[str | int] | None = None,
+    ) -> None:
         self.labels = list(classes)
         self.class_names = list(class_names)
         index = {name: i for i, name in enumerate(class_names)}
@@ -66,3 +72,22 @@ class Taxonomy:
                 if name not in index:
                     raise PerceptionError(f"config classes.{label}: {name!r} is not a class of the model")
                 self.lut[index[name]] = label_id
+        if only is not None:
+            self.lut[~self._wanted(only, index)] = -1
+
+    def _wanted(self, only: Sequence[str | int], index: Mapping[str, int]) -> np.ndarray:
+        keep = np.zeros(len(self.class_names), bool)
+        last = len(self.class_names) - 1
+        for item in only:
+            if isinstance(item, int) and not 0 <= item <= last:
+                raise PerceptionError(f"detector.classes: {item} is no class index of the model (0-{last})")
+            if isinstance(item, str) and item not in index:
+                raise PerceptionError(f"detector.classes: {item!r} is not a class of the model")
+            i = item if isinstance(item, int) else index[item]
+            if self.lut[i] < 0:
+                raise PerceptionError(
+                    f"detector.classes: {self.class_names[i]!r} is in no label of config classes, so it "
+                    "would never be reported"
+                )
+            keep[i] = True
+        return keep

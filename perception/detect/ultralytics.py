@@ -119,7 +119,7 @@ class UltralyticsDetector:
             )
         names = self.model.names
         self.class_names = class_names_from(names, len(names))
-        self.taxonomy = Taxonomy(classes, self.class_names)
+        self.taxonomy = Taxonomy(classes, self.class_names, cfg.classes)
         # Ultralytics drops other classes after picking each box's best class, as finish_detections does.
         self._classes = np.flatnonzero(self.taxonomy.lut >= 0).tolist()
 
