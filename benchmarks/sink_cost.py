@@ -1,6 +1,7 @@
 """What writing the outputs costs per frame: `latency_ms.sink` of `perception run` (drawing, the video and
 tracks.txt, measured up to the event log), the video's size, and the run's CPU time, for x264 presets, and
-optionally for another checkout (e.g. the code before the H.264 video, which wrote mp4v through OpenCV).
+optionally for another checkout (e.g. the code before the H.264 video, which wrote mp4v through OpenCV);
+then the video writers alone on the clip's decoded frames (no pipeline around them).
 
     python benchmarks/sink_cost.py [--runs 3] [--presets ultrafast,superfast,veryfast] [--before DIR]
 
@@ -46,6 +47,49 @@ def run_once(source: Path, model: Path, code_dir: Path, preset: str | None) -> d
     return {"sink": sink, "video_mb": video_mb, "cpu_s": cpu_s, "fps": events[-1]["fps"]}
 
 
+def writers_alone(source: Path, presets: list[str], runs: int) -> None:
+    """Per-frame wall and process CPU time (x264's own threads included) of each writer, frames in memory."""
+    import time
+
+    import cv2
+
+    from perception.video import Mp4Writer
+
+    cap, frames = cv2.VideoCapture(str(source)), []
+    while (image := cap.read()[1]) is not None:
+        frames.append(image)
+    h, w = frames[0].shape[:2]
+    times: dict[str, list[float]] = {"mp4v (OpenCV)": [], **{f"h264 {p}": [] for p in presets}}
+    cpu: dict[str, list[float]] = {name: [] for name in times}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(runs):
+            for name in times:
+                path = Path(tmp) / "v.mp4"
+                opencv = name.startswith("mp4v")
+                if opencv:
+                    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (w, h))
+                else:
+                    mp4 = Mp4Writer(path, 25.0, preset=name.split()[1])
+                cpu0 = time.process_time()
+                for i, image in enumerate(frames):
+                    t0 = time.perf_counter()
+                    if opencv:
+                        writer.write(image)
+                    else:
+                        mp4.write(image, i / 25)
+                    times[name].append((time.perf_counter() - t0) * 1e3)
+                if opencv:
+                    writer.release()
+                else:
+                    mp4.close()
+                cpu[name].append((time.process_time() - cpu0) / len(frames) * 1e3)
+    print("\n| writer alone | ms p50 | ms p90 | CPU ms per frame (median) |")
+    print("|---|---|---|---|")
+    for name, values in times.items():
+        p50, p90 = np.percentile(values, [50, 90])
+        print(f"| {name} | {p50:.2f} | {p90:.2f} | {statistics.median(cpu[name]):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=ASSETS / "videos" / "highway_960x540_25fps.mp4")
@@ -74,6 +118,7 @@ def main() -> None:
         fps = statistics.median(r["fps"] for r in runs)
         size = runs[0]["video_mb"]
         print(f"| {name} | {p50:.1f} | {p90:.1f} | {p99:.1f} | {cpu:.1f} | {fps:.1f} | {size:.2f} |")
+    writers_alone(args.source, args.presets.split(","), args.runs)
 
 
 if __name__ == "__main__":

@@ -226,7 +226,8 @@ class EventLog:
 
     def write(self, result: FrameResult) -> None:
         lines = [json.dumps(r.to_dict(), allow_nan=False) for r in result.events]
-        lines.append(json.dumps(FrameEvent.from_result(result, self.labels, self.class_names).to_dict()))
+        frame = FrameEvent.from_result(result, self.labels, self.class_names)
+        lines.append(json.dumps(frame.to_dict(), allow_nan=False))
         self._file.write("\n".join(lines) + "\n")
 
     def close(self) -> None:

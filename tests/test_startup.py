@@ -25,6 +25,7 @@ from tests.test_cli import assert_one_line_error
 
 WAIT_S = 120
 OPENVINO_MODEL = ASSETS / "models" / "yolov8n_int8_openvino_model"
+STILL = ASSETS / "images" / "udacity_highway" / "solidWhiteCurve.jpg"
 
 
 # -- flags and display, before anything is opened -----------------------------------------------------------
@@ -143,6 +144,17 @@ def test_model_folder_without_a_model(tmp_path: Path) -> None:
 def test_input_sizes_a_detector_cannot_use(tmp_path: Path, size: list[str], needle: str) -> None:
     proc = run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", tmp_path / "out", "--imgsz", *size)
     assert_one_line_error(proc, "detector.input_size", needle)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_the_smallest_input_size_is_read_as_the_right_layout(tmp_path: Path, backend: str) -> None:
+    """At 32 x 32 a YOLOX head has 21 anchors, fewer than its 85 columns: the layout is still YOLOX (not
+    'person is not a class of the model', as when the shorter axis was taken for the classes)."""
+    proc = run_cli(
+        "detect", STILL, "--model", YOLOX_ONNX, "--backend", backend, "--imgsz", "32", "--out", tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"[{backend}, yolox, 32x32]" in proc.stderr
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -48,7 +48,7 @@ class HeadDetector:
         if self.cfg.layout != "auto":
             self.layout = self.cfg.layout
         else:
-            self.layout = model.layout or detect_layout(model.output_shape)
+            self.layout = model.layout or detect_layout(model.output_shape, input_hw=self.input_hw)
         self.decoder = HeadDecoder(self.layout, self.input_hw, self.cfg, tensor=model.tensor)
         self._new_request()
         # Warm-up doubles as a check that the output really has the layout we are about to decode.

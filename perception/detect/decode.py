@@ -67,11 +67,21 @@ def decode_ultralytics(raw: np.ndarray, conf_threshold: float) -> tuple[np.ndarr
     return _cxcywh_to_xyxy(raw[:4, cells].T), best[cells], class_ids
 
 
-def detect_layout(output_shape: Sequence[int | str | None], num_classes: int | None = None) -> str:
-    """Tell the layout from the output shape: the class axis is the short one (5 + nc or 4 + nc)."""
+def detect_layout(
+    output_shape: Sequence[int | str | None],
+    num_classes: int | None = None,
+    input_hw: tuple[int, int] | None = None,
+) -> str:
+    """Tell the layout from the output shape: the class axis is the short one (5 + nc or 4 + nc), unless
+    the other is the anchor count of a stride 8/16/32 head at `input_hw` (small inputs have fewer anchors
+    than a COCO model has classes: 21 at 32 x 32)."""
     if len(output_shape) != 3:
         raise PerceptionError(f"unsupported model output shape {list(output_shape)}: expected 3 dimensions")
     dim1, dim2 = output_shape[1], output_shape[2]
+    if input_hw is not None and isinstance(dim1, int) and isinstance(dim2, int) and dim1 != dim2:
+        anchors = sum(-(-input_hw[0] // s) * -(-input_hw[1] // s) for s in YOLOX_STRIDES)
+        if anchors in (dim1, dim2):
+            return "yolox" if dim1 == anchors else "ultralytics"
     if isinstance(dim2, int) and (not isinstance(dim1, int) or dim2 < dim1):
         if dim2 < 6:
             raise PerceptionError(
