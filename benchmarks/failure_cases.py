@@ -154,8 +154,9 @@ def cases(tmp: Path) -> Iterator[tuple[str, Callable[[], tuple[int, str, str]]]]
         time.sleep(3)
         proc.kill()
         proc.wait(timeout=60)
-        again, _ = run("run", IMG1, "--model", MODEL, "--out", out / "next")
-        return proc.returncode, "(none: killed)", kept(out) + f"; next run into it: exit {again}"
+        what = kept(out)
+        again, _ = run("run", IMG1, "--model", MODEL, "--out", out)  # its lock died with it
+        return proc.returncode, "(none: killed)", f"{what}; the next run into the folder: exit {again}"
 
     yield "`kill -9` after 3 s", killed
 

@@ -1,11 +1,12 @@
 """The annotated video: H.264 in a fragmented MP4, written through PyAV (its wheels bundle FFmpeg with x264).
 
 Why this shape:
-- Fragmented MP4 (`frag_keyframe+empty_moov+default_base_moof`): the header is written first and every
-  keyframe starts a self-contained fragment, flushed to the file as soon as it is complete
-  (`flush_packets`). A run killed with `kill -9` (or a power cut, up to the last fsync) leaves a file that
-  players read up to its last whole fragment (`keyframe_s`, a second by default). A plain MP4 keeps its
-  index in a `moov` box written at the end: killed, it cannot be opened at all.
+- Fragmented MP4 (`frag_every_frame+empty_moov+default_base_moof`): the header is written first, then each
+  frame as a fragment of its own (its index and its data), flushed to the file as soon as the next frame
+  arrives (`flush_packets`). A run killed with `kill -9` (or a power cut, up to the last fsync) leaves a
+  file that players read up to its last frame but one. A plain MP4 keeps its index in a `moov` box written
+  at the end: killed, it cannot be opened at all. (A fragment per keyframe instead would lose up to a
+  keyframe interval, a second, on a kill; a fragment per frame costs about 1 % in size.)
 - H.264 in yuv420p with even dimensions: what browsers play.
 - Each frame's presentation time is its own `source_ts_s`, so a variable frame rate or a realtime replay
   that dropped frames plays at the speed it was filmed.
@@ -14,7 +15,7 @@ Why this shape:
   default: the sink runs in the pipeline's hot path on machines with few cores; benchmarks/README.md).
 
 A write that fails (disk full, device gone) raises a `PerceptionError` naming the file and the cause; the
-file is then cut back to its last whole fragment, so what was written stays readable.
+file is then cut back to its last whole fragment (frame), so what was written stays readable.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from perception.errors import PerceptionError
 
 TIME_BASE = Fraction(1, 90000)  # the MPEG clock: exact for 25, 30 and 30000/1001 fps alike
 FSYNC_INTERVAL_S = 2.0  # written fragments reach the disk at least this often (power cuts)
-_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+_MOVFLAGS = "frag_every_frame+empty_moov+default_base_moof"
 # BT.601 limited range, as OpenCV's BGR -> I420 conversion produces it; flagged so players do not guess
 # (they assume BT.709 for HD sizes).
 _SMPTE170M, _RANGE_TV = 6, 1
@@ -82,7 +83,7 @@ class Mp4Writer:
             "preset": self.preset,
             "tune": "zerolatency",
             "crf": str(self.crf),
-            "g": str(max(1, round(self.fps * self.keyframe_s))),  # a keyframe starts each fragment
+            "g": str(max(1, round(self.fps * self.keyframe_s))),  # where players can seek to
         }
         self._stream, self._size = stream, (width, height)
 

@@ -33,7 +33,7 @@ from tests.conftest import (
 from tests.test_cli import assert_one_line_error
 
 WAIT_S = 120  # deadline for anything waited on; generous, as CI machines are shared
-FRAGMENT_FRAMES = 25  # output.video_keyframe_s (1 s) at the clip's 25 fps: what a kill may lose
+HELD_FRAMES = 1  # the muxer writes a frame's fragment when the next frame arrives: what a kill may lose
 
 
 def start_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.Popen[str]:
@@ -126,7 +126,7 @@ def test_video_is_h264_in_a_fragmented_mp4_browsers_play(highway_run) -> None:
         assert (stream.width, stream.height) == (960, 540)
     boxes = top_level_boxes(video)
     assert boxes[:2] == [b"ftyp", b"moov"] and b"moof" in boxes  # header first, then fragments
-    assert boxes.count(b"moof") >= 8  # about one per second of the 8.8 s clip
+    assert boxes.count(b"moof") == HIGHWAY_FRAMES  # one per frame
     # every frame at its own time: 25 fps, 40 ms apart, lasting as long as the clip
     assert video_timestamps_s(video) == pytest.approx([i * 0.04 for i in range(HIGHWAY_FRAMES)], abs=1e-4)
 
@@ -145,11 +145,12 @@ def test_tracks_file_is_motchallenge_and_matches_the_frame_lines(highway_run) ->
 
 def test_killed_run_leaves_a_playable_video_and_frees_its_folder(tmp_path: Path) -> None:
     """`kill -9` mid-run: every logged line is whole, the video plays up to its last whole fragment (at
-    most one fragment short of the frames logged), and the folder's lock died with the process."""
+    most the frame held by the muxer short of the frames logged), and the folder's lock died with the
+    process."""
     out = tmp_path / "out"
     proc = start_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", out)
     try:
-        wait_for_frames(proc, out / "events.jsonl", 3 * FRAGMENT_FRAMES)
+        wait_for_frames(proc, out / "events.jsonl", 30)
     finally:
         proc.kill()
         proc.communicate(timeout=WAIT_S)
@@ -158,7 +159,7 @@ def test_killed_run_leaves_a_playable_video_and_frees_its_folder(tmp_path: Path)
     assert events[-1]["type"] == "frame"  # killed: no end line, and that is all that is missing
     decoded, size = video_frames(out / "annotated.mp4")
     assert size == (540, 960)
-    assert logged - FRAGMENT_FRAMES <= decoded <= logged, (decoded, logged)
+    assert logged - HELD_FRAMES - 1 <= decoded <= logged, (decoded, logged)  # -1: killed between sinks
     assert video_timestamps_s(out / "annotated.mp4") == pytest.approx([i * 0.04 for i in range(decoded)])
     again = run_cli("run", MOT17_13 / "img1", "--model", YOLOX_ONNX, "--out", out)
     assert again.returncode == 0, again.stderr
@@ -188,7 +189,7 @@ def test_full_disk_mid_run(tmp_path: Path, events_on: bool) -> None:
         proc = run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", out, "--config", config)
         assert_one_line_error(proc, f"cannot write {out}/", ": No space left on device", mid_run=True)
         decoded, _ = video_frames(out / "annotated.mp4")
-        assert decoded >= FRAGMENT_FRAMES  # the fragments written before the disk filled play
+        assert decoded > 0  # the frames written before the disk filled play
         assert decoded < HIGHWAY_FRAMES
         if events_on:
             events = read_events(out / "events.jsonl")  # line-complete
