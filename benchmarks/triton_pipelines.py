@@ -135,7 +135,7 @@ def main() -> None:
                     flush=True,
                 )
         print(
-            "\n| two pipelines | throughput fps (median) | rounds | e2e p50 ms | e2e p99 ms | frames processed |"
+            "\n| two pipelines | throughput fps (median) | rounds | e2e p50 ms | e2e p99 ms | processed |"
         )
         print("|---|---|---|---|---|---|")
         for backend in ("onnxruntime", "triton"):

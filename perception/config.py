@@ -7,6 +7,7 @@ Validation happens once, at load, and names the offending key.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -14,10 +15,11 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from perception.errors import PerceptionError
+from perception.errors import PerceptionError, first_line
 
 PosFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+ClassRef = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)]  # a model class: index or name
 
 
 DEFAULT_CLASSES: dict[str, tuple[str, ...]] = {
@@ -36,7 +38,7 @@ LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SourceConfig(_Strict):
@@ -87,6 +89,7 @@ class DetectorConfig(_Strict):
         800,
     )
     conf_threshold: Fraction = 0.15
+    classes: Annotated[list[ClassRef], Field(min_length=1)] | None = None
     nms_iou_threshold: Fraction = 0.5
     max_detections: Annotated[int, Field(ge=1, le=10000)] = 300
     requests: Annotated[int, Field(ge=0, le=64)] = 0
@@ -241,11 +244,21 @@ class FCWConfig(_Strict):
         return self
 
 
+X264_PRESETS = (
+    *("ultrafast", "superfast", "veryfast", "faster", "fast"),
+    *("medium", "slow", "slower", "veryslow"),
+)
+
+
 class OutputConfig(_Strict):
     video: bool = True
-    video_fourcc: Annotated[str, Field(min_length=4, max_length=4)] = "mp4v"
+    video_crf: Annotated[int, Field(ge=0, le=51)] = 23
+    video_preset: Literal[X264_PRESETS] = "ultrafast"  # type: ignore[valid-type]
+    video_keyframe_s: Annotated[float, Field(gt=0, le=10)] = 1.0
     events: bool = True
+    tracks: bool = True
     show: bool = False
+    display_conf: Fraction = 0.25
 
 
 class BenchConfig(_Strict):
@@ -293,11 +306,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise PerceptionError(f"config not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PerceptionError(f"config {path}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PerceptionError(
+            f"config {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise PerceptionError(f"config {path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise PerceptionError(f"config {path}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise PerceptionError(f"config {path}: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -310,19 +334,24 @@ def _merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> di
     merged = dict(base)
     for key, value in override.items():
         if key not in base:
-            raise PerceptionError(f"unknown config key: {path}{key}")
+            raise PerceptionError(f"unknown config key: {path}{_shown(key)}")
         if isinstance(value, dict) and isinstance(base[key], dict) and key != "classes":
-            merged[key] = _merge(base[key], value, f"{path}{key}.")
+            merged[key] = _merge(base[key], value, f"{path}{_shown(key)}.")
         else:
             merged[key] = value
     return merged
+
+
+def _shown(key: object) -> str:
+    """A key as the error line shows it: as written, unless that would break the line (then quoted)."""
+    return key if isinstance(key, str) and key.isprintable() and key.strip() == key and key else repr(key)
 
 
 def _key(loc: tuple[str | int, ...]) -> str:
     """A pydantic location as the YAML key a user types: `extra_detectors[0].model`."""
     key = ""
     for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else f"{'.' if key else ''}{part}"
+        key += f"[{part}]" if isinstance(part, int) else f"{'.' if key else ''}{_shown(part)}"
     return key
 
 
@@ -355,6 +384,24 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if overrides:
         data = _merge(data, overrides)
     try:
-        return Config.model_validate(data)
+        # Validated as JSON, strictly: no bool for a number, no string for a number (YAML's `1.5` is a
+        # number, its `"1.5"` a string), lists for pairs; values YAML has and JSON lacks (dates) as text.
+        text = json.dumps(data, default=str)
+    except (TypeError, ValueError, RecursionError) as exc:  # e.g. an alias that contains itself
+        raise PerceptionError(f"config {source}: cannot be read as plain values: {exc}") from None
+    try:
+        cfg = Config.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise PerceptionError(f"config {source}: {_format_error(exc)}") from None
+    _check_camera(cfg, source)
+    return cfg
+
+
+def _check_camera(cfg: Config, source: str) -> None:
+    """The camera profile is a file of its own: found and valid now, not after the model has loaded."""
+    from perception.camera import load_camera_profile  # camera.py imports this module
+
+    try:
+        load_camera_profile(cfg.camera.profile)
+    except (PerceptionError, OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PerceptionError(f"config {source}: camera.profile: {first_line(exc)}") from None

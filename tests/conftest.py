@@ -13,6 +13,7 @@ with its own marker. A module without KIND is a collection error, so no test goe
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -65,3 +66,12 @@ def highway_frame() -> np.ndarray:
     cap.release()
     assert ok
     return image
+
+
+@pytest.fixture(scope="session")
+def highway_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One `perception run` of the real clip, shared by the tests that read its outputs."""
+    from tests.helpers import run_cli
+
+    out = tmp_path_factory.mktemp("highway")
+    return run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", out), out

@@ -287,3 +287,13 @@ def clip_frames(step: int = 20) -> list[np.ndarray]:
         index += 1
     cap.release()
     return frames
+
+
+def video_timestamps_s(path: Path) -> list[float]:
+    """Presentation time of every frame of a video, in seconds from its first, as a player shows them."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [float(frame.pts * frame.time_base) for frame in container.decode(stream)]
+    return [t - times[0] for t in times] if times else []

@@ -519,7 +519,7 @@ def test_a_dead_stream_never_holds_the_others_back(tmp_path: Path) -> None:
         config = write_config(tmp_path / "two.yaml", TWO_STREAMS_CONFIG)
         out = tmp_path / "out"
         run = Run([a.url, b.url], out, "--config", config)
-        name_a, name_b = f"127.0.0.1_{a.port}_live", f"127.0.0.1_{b.port}_live"
+        name_a, name_b = "live", "live-2"  # both servers serve /live
         run.events_path, b_log = out / name_a / "events.jsonl", out / name_b / "events.jsonl"
         try:
             run.wait_for("frames on a", lambda ev: len(frames_of(ev)) >= 10)

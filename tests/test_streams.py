@@ -23,8 +23,8 @@ MOT17_09 = MOT17_13.parent / "MOT17-09-FRCNN"
         ("../mot/MOT17-13-FRCNN/img1", "MOT17-13-FRCNN"),
         ("clips/day one", "day_one"),
         ("0", "camera0"),
-        ("rtsp://10.0.0.5:8554/front", "10.0.0.5_8554_front"),
-        ("http://cam.local/stream.mjpg", "cam.local_stream"),
+        ("rtsp://10.0.0.5:8554/front", "front"),
+        ("http://cam.local/stream.mjpg", "stream"),
     ],
 )
 def test_stream_names_from_sources(source: str, name: str) -> None:
