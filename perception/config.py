@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from perception.errors import PerceptionError, first_line
+from perception.yaml_file import read_mapping, shown_key, validation_message
 
 PosFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
@@ -302,82 +302,27 @@ def default_config_path() -> Path:
     return packaged if packaged.is_file() else Path(__file__).parent.parent / "configs" / "default.yaml"
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise PerceptionError(f"config not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise PerceptionError(f"config {path}: cannot read it: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise PerceptionError(
-            f"config {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise PerceptionError(f"config {path}: invalid YAML{where}: {problem}") from None
-    except RecursionError:
-        raise PerceptionError(f"config {path}: nested too deeply") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise PerceptionError(f"config {path}: expected a mapping of sections, got {type(data).__name__}")
-    return data
-
-
 def _merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dict[str, Any]:
     """Deep-merge override into base; `classes` is replaced whole so a user can drop labels."""
     merged = dict(base)
     for key, value in override.items():
         if key not in base:
-            raise PerceptionError(f"unknown config key: {path}{_shown(key)}")
+            raise PerceptionError(f"unknown config key: {path}{shown_key(key)}")
         if isinstance(value, dict) and isinstance(base[key], dict) and key != "classes":
-            merged[key] = _merge(base[key], value, f"{path}{_shown(key)}.")
+            merged[key] = _merge(base[key], value, f"{path}{shown_key(key)}.")
         else:
             merged[key] = value
     return merged
 
 
-def _shown(key: object) -> str:
-    """A key as the error line shows it: as written, unless that would break the line (then quoted)."""
-    return key if isinstance(key, str) and key.isprintable() and key.strip() == key and key else repr(key)
-
-
-def _key(loc: tuple[str | int, ...]) -> str:
-    """A pydantic location as the YAML key a user types: `extra_detectors[0].model`."""
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else f"{'.' if key else ''}{_shown(part)}"
-    return key
-
-
-def _format_error(exc: ValidationError) -> str:
-    errors = exc.errors()
-    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
-    if unknown:  # a misspelt key explains the missing one beside it: name it first
-        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return f"unknown config key: {_key(unknown[0]['loc'])}{more}"
-    err = errors[0]
-    key = _key(err["loc"])
-    value = err.get("input")
-    msg = err["msg"].removeprefix("Value error, ")
-    shown = "" if isinstance(value, dict) or "got " in msg else f" (got {value!r})"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{key + ': ' if key else ''}{msg}{shown}{more}"
-
-
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Load defaults, apply a user file and then explicit overrides (e.g. from CLI flags), validate."""
-    data = _read_yaml(default_config_path())
+    data = read_mapping(default_config_path(), "config")
     source = "defaults"
     if path is not None:
         source = str(path)
         try:
-            data = _merge(data, _read_yaml(Path(path)))
+            data = _merge(data, read_mapping(Path(path), "config"))
         except PerceptionError as exc:
             msg = str(exc)
             raise PerceptionError(msg if msg.startswith("config") else f"config {path}: {msg}") from None
@@ -392,7 +337,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     try:
         cfg = Config.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        raise PerceptionError(f"config {source}: {_format_error(exc)}") from None
+        raise PerceptionError(f"config {source}: {validation_message(exc)}") from None
     _check_camera(cfg, source)
     return cfg
 

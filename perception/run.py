@@ -15,8 +15,6 @@ import contextlib
 import math
 import signal
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from perception import interrupts
@@ -25,21 +23,23 @@ from perception.config import Config, load_config
 from perception.detect import Detector, create_detector, inference_requests
 from perception.detect.extra import ExtraDetector, create_extra_detectors, run_class_names
 from perception.detector_cli import report_detector
-from perception.errors import PerceptionError, first_line
+from perception.errors import PerceptionError
 from perception.events import (
-    DetectorEvent,
-    DetectorState,
-    EndEvent,
-    ErrorEvent,
     RunStatus,
-    SourceEvent,
-    StartEvent,
 )
 from perception.outputs import RunFolder, check_display
 from perception.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.processor import build_processor
-from perception.sinks import Annotator, DisplaySink, EventLog, Sink, TracksFile, VideoSink
-from perception.sources import Source, open_source
+from perception.sinks import Annotator
+from perception.sources import open_source
+from perception.stream_outputs import (
+    DetectorRelay,
+    HealthRelay,
+    OpenedStream,
+    finish_stream,
+    one_line,
+    open_outputs,
+)
 from perception.streams import StreamSpec, stream_name, stream_specs
 
 EXIT_SIGINT = interrupts.EXIT_SIGINT
@@ -82,19 +82,6 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     )
 
 
-@dataclass
-class _Opened:
-    """One stream while the run is on: its spec, config, source, outputs and the relay of its health."""
-
-    spec: StreamSpec
-    cfg: Config
-    source: Source
-    out: Path
-    health: _HealthRelay
-    events: EventLog | None = None
-    sinks: list[Sink] = field(default_factory=list)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
         raise PerceptionError(f"--fps must be a positive number of frames per second, got {args.fps:g}")
@@ -129,7 +116,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         for extra in extras:
             resources.callback(extra.close)
         class_names = run_class_names(detector, extras)
-        relay = _DetectorRelay(opened)
+        relay = DetectorRelay(opened)
         if hasattr(detector, "on_health"):  # a remote detector: its server's health, what to do while down
             detector.on_health = relay
             detector.outage_policy = "wait" if throughput else "drop"  # a replay loses no frame
@@ -140,7 +127,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         default_handler = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
         try:
             for o in opened:
-                _open_outputs(resources, o, detector, class_names, model)
+                open_outputs(resources, o, detector, class_names, model)
         except BaseException:
             signal.signal(signal.SIGINT, default_handler)
             raise
@@ -178,11 +165,11 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         finally:
             late = None
             for o, stream in zip(opened, streams, strict=True):
-                problem = _finish(o, stream.summary, failure, status, folder.free_reserve)
+                problem = finish_stream(o, stream.summary, failure, status, folder.free_reserve)
                 late = late or problem
         if late is not None:
             raise late
-    _report(opened, streams, pipeline.summary, cfg, out)
+    _report(opened, streams, pipeline.summary, out)
     if stop_signal:
         return EXIT_SIGTERM if stop_signal[0] == signal.SIGTERM else EXIT_SIGINT
     return 0
@@ -190,15 +177,15 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
 
 def _open_sources(
     resources: contextlib.ExitStack, cfg: Config, specs: list[StreamSpec], out: Path
-) -> list[_Opened]:
+) -> list[OpenedStream]:
     """Every source opened (a wrong one fails the run before anything is written), each closed at exit."""
     opened = []
     for spec in specs:
         scfg = _stream_config(cfg, spec)
-        health = _HealthRelay(spec.name if len(specs) > 1 else "")
+        health = HealthRelay(spec.name if len(specs) > 1 else "")
         source = open_source(spec.source, scfg.source, fps=spec.fps, on_health=health)
         resources.callback(source.close)
-        opened.append(_Opened(spec, scfg, source, out if len(specs) == 1 else out / spec.name, health))
+        opened.append(OpenedStream(spec, scfg, source, out if len(specs) == 1 else out / spec.name, health))
     return opened
 
 
@@ -218,7 +205,7 @@ def _stream_config(cfg: Config, spec: StreamSpec) -> Config:
 
 
 def _describe(
-    opened: list[_Opened], detector: Detector, extras: list[ExtraDetector], model: str, out: Path
+    opened: list[OpenedStream], detector: Detector, extras: list[ExtraDetector], model: str, out: Path
 ) -> None:
     for o in opened:
         kind = "live" if o.source.is_live else "replay"
@@ -241,42 +228,7 @@ def _describe(
         report_detector(d, extra.name)
 
 
-def _open_outputs(
-    resources: contextlib.ExitStack, o: _Opened, detector: Detector, class_names: list[str], model: str
-) -> None:
-    """A stream's sinks, each registered so it is closed however the run ends (closing is idempotent: a
-    run that ends normally closes them itself, in its own order, in `_finish`)."""
-    cfg = o.cfg
-    o.out.mkdir(parents=True, exist_ok=True)
-    if cfg.output.video:
-        video = VideoSink(o.out / "annotated.mp4", o.source.fps, cfg.output)
-        o.sinks.append(resources.enter_context(contextlib.closing(video)))
-    if cfg.output.show:
-        o.sinks.append(resources.enter_context(contextlib.closing(DisplaySink(o.spec.name))))
-    if cfg.output.tracks:
-        o.sinks.append(resources.enter_context(contextlib.closing(TracksFile(o.out / "tracks.txt"))))
-    if cfg.output.events:
-        o.events = resources.enter_context(
-            contextlib.closing(EventLog(o.out / "events.jsonl", cfg.labels, class_names))
-        )
-        o.sinks.append(o.events)  # last, so its frame lines carry the other sinks' latency too
-        o.events.event(
-            StartEvent(
-                stream=o.spec.name,
-                source=o.source.name,
-                live=o.source.is_live,
-                fps=o.source.fps,
-                model=str(model),
-                backend=detector.backend,
-                layout=detector.layout,
-                input_hw=list(detector.input_hw),
-                requests=detector.requests,
-                labels=cfg.labels,
-            )
-        )
-
-
-def _streams(opened: list[_Opened], class_names: list[str]):
+def _streams(opened: list[OpenedStream], class_names: list[str]):
     """The pipeline's streams, and a progress bar over every file's frames (none for live feeds)."""
     counts = [o.source.frame_count for o in opened]
     progress = None
@@ -294,60 +246,7 @@ def _streams(opened: list[_Opened], class_names: list[str]):
     return streams, progress
 
 
-def _finish(
-    o: _Opened,
-    summary: RunSummary,
-    failure: StageError | None,
-    status: RunStatus,
-    make_room: Callable[[], None],
-) -> StageError | None:
-    """End a stream the same way whatever happened: its other outputs closed first (a failed video is cut
-    back to its last whole fragment), the folder's reserved space given back (`make_room`: a full disk
-    still takes the last lines), then the `error` line if the stream (or the run) failed, the `end` line,
-    and the log closed. Returns what failed here in a stream that had not failed, for the caller to raise."""
-    failure = summary.error or failure
-    if failure is None and status is RunStatus.OK and summary.frames_processed == 0:
-        failure = StageError("run", PerceptionError(_nothing_processed(summary, o.source.name, o.cfg)))
-        summary.error = failure
-    late: StageError | None = None
-    for sink in o.sinks:
-        if sink is o.events:
-            continue
-        try:
-            sink.close()
-        except Exception as exc:  # noqa: BLE001 - e.g. the video's last fragment on a full disk
-            if failure is None and late is None:
-                late = failure = summary.error = StageError("sink", exc)
-    make_room()
-    if failure is not None:
-        status = RunStatus.ERROR
-    if o.events is not None:
-        try:
-            if failure is not None:
-                o.events.event(ErrorEvent(failure.stage, one_line(failure.error)))
-            o.events.event(_end_event(summary, status))
-            o.events.close()
-        except PerceptionError as exc:
-            if failure is None:  # the run itself went well: losing its log is the error
-                late = summary.error = StageError("sink", exc)
-    return late
-
-
-def _end_event(summary: RunSummary, status: RunStatus) -> EndEvent:
-    return EndEvent(
-        status=status,
-        frames_grabbed=summary.frames_grabbed,
-        frames_processed=summary.frames_processed,
-        frames_dropped=summary.frames_dropped,
-        frames_stale=summary.frames_stale,
-        frames_detector_unavailable=summary.frames_detector_unavailable,
-        elapsed_s=round(summary.elapsed_s, 3),
-        fps=round(summary.fps, 2),
-        interrupted=status is RunStatus.INTERRUPTED,
-    )
-
-
-def _report(opened: list[_Opened], streams: list[Stream], total: RunSummary, cfg: Config, out: Path) -> None:
+def _report(opened: list[OpenedStream], streams: list[Stream], total: RunSummary, out: Path) -> None:
     """A line per stream (and in total); an error if a stream failed (its own line names the cause)."""
     failed = []
     for o, stream in zip(opened, streams, strict=True):
@@ -373,51 +272,6 @@ def _line(s: RunSummary) -> str:
     )
 
 
-def _nothing_processed(s: RunSummary, source: str, cfg: Config) -> str:
-    if s.frames_stale:
-        return (
-            f"none of the {s.frames_grabbed} frames read from {source} was processed: "
-            f"{s.frames_stale} were older than source.max_frame_age_s "
-            f"({cfg.source.max_frame_age_s:g} s) when detection could start"
-        )
-    return f"no frame could be read from {source}"
-
-
-class _HealthRelay:
-    """A live source's state changes (connected, stalled, reconnecting, recovered, gave_up) while the run is
-    on: a `source` line in its events.jsonl and one line on stderr each. Called from the grab thread."""
-
-    def __init__(self, name: str) -> None:
-        self.prefix = f"{name}: " if name else ""
-        self.events: EventLog | None = None
-        self.active = False
-
-    def __call__(self, event: SourceEvent) -> None:
-        if not self.active:
-            return
-        if self.events is not None:
-            self.events.event(event)
-        print(f"perception: {self.prefix}{event.describe()}", file=sys.stderr)
-
-
-class _DetectorRelay:
-    """The shared detector's server health (a Triton server going away and coming back): a `detector` line
-    in every stream's events.jsonl and one line on stderr. Called from a detect thread."""
-
-    def __init__(self, opened: list[_Opened]) -> None:
-        self.opened = opened
-        self.active = False
-
-    def __call__(self, state: str, fields: dict) -> None:
-        if not self.active:
-            return
-        event = DetectorEvent(DetectorState(state), **fields)
-        for o in self.opened:
-            if o.events is not None:
-                o.events.event(event)
-        print(f"perception: {event.describe()}", file=sys.stderr)
-
-
 def _install_signal_handlers(pipeline: Pipeline) -> list[int]:
     """SIGINT and SIGTERM stop the pipeline cleanly instead of killing it mid-write."""
     received: list[int] = []
@@ -429,8 +283,3 @@ def _install_signal_handlers(pipeline: Pipeline) -> list[int]:
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
     return received
-
-
-def one_line(error: BaseException) -> str:
-    """Our own errors as they are; anything else with its type, so a user can tell it is not ours."""
-    return first_line(error, with_type=not isinstance(error, PerceptionError))

@@ -14,15 +14,16 @@ Names are the source's file stem (or folder name, camera index, URL path), made 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perception.errors import PerceptionError
+from perception.yaml_file import read_mapping, validation_message
 
 _STREAM_PREFIX = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
@@ -78,21 +79,14 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def read_streams_file(path: Path) -> list[StreamSpec]:
-    if not path.is_file():
-        raise PerceptionError(f"streams file not found: {path}")
+    data = read_mapping(path, "streams file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        parsed = _File.model_validate(data)
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PerceptionError(f"streams file {path}: not UTF-8 YAML ({type(exc).__name__})") from None
+        parsed = _File.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise PerceptionError(f"streams file {path}: {key}: {err['msg']}") from None
+        raise PerceptionError(f"streams file {path}: {validation_message(exc, 'stream')}") from None
     names = _unique([e.name or stream_name(e.source) for e in parsed.streams])
-    return [
-        StreamSpec(n, e.source, e.camera, e.mode, e.fps) for n, e in zip(names, parsed.streams, strict=True)
-    ]
+    entries = zip(names, parsed.streams, strict=True)
+    return [StreamSpec(n, e.source, e.camera, e.mode, e.fps) for n, e in entries]
 
 
 def stream_specs(sources: list[str], streams_file: Path | None, fps: float | None) -> list[StreamSpec]:
