@@ -134,9 +134,7 @@ def main() -> None:
                     f"round {r + 1} fast {backend}: {wall:.1f} s, {fps[backend][-1]:.1f} fps over both",
                     flush=True,
                 )
-        print(
-            "\n| two pipelines | throughput fps (median) | rounds | e2e p50 ms | e2e p99 ms | processed |"
-        )
+        print("\n| two pipelines | throughput fps (median) | rounds | e2e p50 ms | e2e p99 ms | processed |")
         print("|---|---|---|---|---|---|")
         for backend in ("onnxruntime", "triton"):
             _, frames = pair(backend, "realtime", url, args.imgsz, work / "realtime")

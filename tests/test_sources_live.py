@@ -42,6 +42,7 @@ from tests.helpers import (
     read_events,
     run_cli,
     video_frames,
+    wait_ready,
     write_config,
 )
 
@@ -91,11 +92,8 @@ class RtspServer:
         cmd += ["--size", size] if size else []
         with self.log.open("a") as log:
             self.proc = proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-        ready: list[str] = []
-        reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(WAIT_S)
-        if not ready or not ready[0].startswith("ready"):
+        ready = wait_ready(proc, WAIT_S)
+        if not ready.startswith("ready"):
             self.kill()
             raise RuntimeError(f"RTSP server did not start: {ready} {self.log.read_text()}")
 
