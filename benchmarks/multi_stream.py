@@ -184,7 +184,7 @@ def rtsp(streams: int, seconds: float, imgsz: list[str]) -> None:
         for s in servers:
             s.kill()
         proc.kill()
-    names = [f"127.0.0.1_{p}_live" for p in ports]
+    names = ["live"] + [f"live-{i + 1}" for i in range(1, streams)]
     print(f"{streams} RTSP streams at 25 fps, {seconds:g} s, stream 1's server killed at {seconds / 2:g} s")
     print(
         "| stream | fps before | e2e p50 / p99 ms before | fps after | e2e p50 / p99 ms after "

@@ -87,7 +87,7 @@ def main() -> None:
         out = args.out or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-")))
         out.mkdir(parents=True, exist_ok=True)
         video = stack.enter_context(
-            contextlib.closing(VideoSink(out / "annotated.mp4", source.fps, cfg.output.video_fourcc))
+            contextlib.closing(VideoSink(out / "annotated.mp4", source.fps, cfg.output))
         )
         events = stack.enter_context(
             contextlib.closing(EventLog(out / "events.jsonl", cfg.labels, detector.class_names))

@@ -1,28 +1,39 @@
-"""Command line: `perception run SOURCE --model PATH --out DIR`.
+"""Command line: `perception run SOURCE --model PATH`, and the other commands.
 
 Every failure a user can fix ends as one line on stderr (`error: ...`) and a non-zero exit; whatever
-was produced before it stays on disk, flushed and closed.
+was produced before it stays on disk, flushed and closed. Ctrl-C at any moment, start-up included,
+exits with 130 and no traceback.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import traceback
-from pathlib import Path
 
-import numpy as np
+from perception import interrupts
 
-from perception import __version__, triton_cli
-from perception.cli_flags import add_flags
-from perception.config import load_config
-from perception.detect import create_detector
-from perception.detector_cli import add_commands
-from perception.detector_cli import run as run_detector_command
-from perception.errors import PerceptionError
-from perception.pipeline import StageError
-from perception.run import EXIT_SIGINT, one_line, run_command
+interrupts.install()
+try:  # Ctrl-C while the libraries load (a second or two): exit 130 without a traceback
+    import argparse
+    import os
+    import traceback
+    from pathlib import Path
+
+    import numpy as np
+
+    from perception import __version__, triton_cli
+    from perception.config import load_config
+    from perception.detect import create_detector
+    from perception.detector_cli import add_commands
+    from perception.detector_cli import run as run_detector_command
+    from perception.errors import PerceptionError
+    from perception.pipeline import StageError
+    from perception.run import EXIT_SIGINT, add_run_command, one_line, run
+
+    interrupts.check()
+except BaseException:
+    if interrupts.received():  # a KeyboardInterrupt, or a library's own error from it
+        interrupts.exit_now()
+    raise
 
 EXIT_ERROR = 1
 
@@ -35,39 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser(
-        "run",
-        help="detect, track and time-to-collision on a video, folder, camera or stream",
-        allow_abbrev=False,
-    )
-    run.add_argument(
-        "source",
-        nargs="*",
-        help="one or more sources (each a stream, sharing one detector): video file, image folder, camera "
-        "index (0) or rtsp:// / http(s):// URL",
-    )
-    run.add_argument(
-        "--streams",
-        type=Path,
-        metavar="FILE",
-        help="a YAML list of streams instead (see perception/streams.py)",
-    )
-    run.add_argument(
-        "--model",
-        help="detector model: .onnx, OpenVINO IR, .pt, .engine (default: config detector.default_model)",
-    )
-    run.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        help="output folder for annotated.mp4 and events.jsonl (several streams: one folder each inside)",
-    )
-    run.add_argument("--config", help="YAML overriding configs/default.yaml")
-    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--show")
-    run.add_argument(
-        "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
-    )
-
+    add_run_command(commands)
     mot = commands.add_parser(
         "eval-mot",
         help="track a MOTChallenge sequence and score it against its ground truth",
@@ -172,10 +151,24 @@ def _eval_mot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        interrupts.check()
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before the pipeline's own handler is in place (start-up)
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except Exception:
+        if not interrupts.received():
+            raise
+        print("error: interrupted", file=sys.stderr)  # a library's own error, raised by the Ctrl-C
+        return EXIT_SIGINT
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "run":
-            return run_command(args)
+            return run(args)
         if args.command == "eval-mot":
             return _eval_mot(args)
         if args.command == "eval-ttc":
@@ -194,11 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(exc.error)
         prefix = "" if isinstance(exc.error, PerceptionError) else f"{exc.stage} stage failed: "
         print(f"error: {prefix}{one_line(exc.error)}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_SIGINT
     return EXIT_ERROR
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == EXIT_SIGINT:
+        interrupts.exit_now(None)  # under `python -m`, CPython could turn a swallowed Ctrl-C into SIGINT
+    sys.exit(code)

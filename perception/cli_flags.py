@@ -24,6 +24,11 @@ def _imgsz(values: list[int]) -> list[int]:
     return [values[0], values[-1]]
 
 
+def _classes(values: list[str]) -> list[str | int]:
+    """Class names, or indices as Ultralytics users give them (`--classes 0 2`)."""
+    return [int(v) if v.isdigit() else v for v in values]
+
+
 def _compare(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -56,6 +61,16 @@ FLAGS: dict[str, Flag] = {
             "metavar": "SCORE",
             "help": "detection score threshold (config detector.conf_threshold)",
         },
+    ),
+    "--classes": Flag(
+        ("detector", "classes"),
+        {
+            "nargs": "+",
+            "metavar": "CLASS",
+            "help": "keep only these model classes, by name or index (e.g. --classes car person, or 2 0); "
+            "each must be in a label of config classes",
+        },
+        _classes,
     ),
     "--mode": Flag(
         ("source", "mode"),

@@ -7,17 +7,19 @@ Validation happens once, at load, and names the offending key.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from perception.errors import PerceptionError
+from perception.errors import PerceptionError, first_line
+from perception.yaml_file import read_mapping, shown_key, validation_message
 
 PosFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+ClassRef = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)]  # a model class: index or name
 
 
 DEFAULT_CLASSES: dict[str, tuple[str, ...]] = {
@@ -36,7 +38,7 @@ LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SourceConfig(_Strict):
@@ -90,6 +92,7 @@ class DetectorConfig(_Strict):
         800,
     )
     conf_threshold: Fraction = 0.15
+    classes: Annotated[list[ClassRef], Field(min_length=1)] | None = None
     nms_iou_threshold: Fraction = 0.5
     max_detections: Annotated[int, Field(ge=1, le=10000)] = 300
     requests: Annotated[int, Field(ge=0, le=64)] = 0
@@ -245,11 +248,21 @@ class FCWConfig(_Strict):
         return self
 
 
+X264_PRESETS = (
+    *("ultrafast", "superfast", "veryfast", "faster", "fast"),
+    *("medium", "slow", "slower", "veryslow"),
+)
+
+
 class OutputConfig(_Strict):
     video: bool = True
-    video_fourcc: Annotated[str, Field(min_length=4, max_length=4)] = "mp4v"
+    video_crf: Annotated[int, Field(ge=0, le=51)] = 23
+    video_preset: Literal[X264_PRESETS] = "ultrafast"  # type: ignore[valid-type]
+    video_keyframe_s: Annotated[float, Field(gt=0, le=10)] = 1.0
     events: bool = True
+    tracks: bool = True
     show: bool = False
+    display_conf: Fraction = 0.25
 
 
 class BenchConfig(_Strict):
@@ -293,72 +306,51 @@ def default_config_path() -> Path:
     return packaged if packaged.is_file() else Path(__file__).parent.parent / "configs" / "default.yaml"
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise PerceptionError(f"config not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise PerceptionError(f"config {path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise PerceptionError(f"config {path}: expected a mapping of sections, got {type(data).__name__}")
-    return data
-
-
 def _merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dict[str, Any]:
     """Deep-merge override into base; `classes` is replaced whole so a user can drop labels."""
     merged = dict(base)
     for key, value in override.items():
         if key not in base:
-            raise PerceptionError(f"unknown config key: {path}{key}")
+            raise PerceptionError(f"unknown config key: {path}{shown_key(key)}")
         if isinstance(value, dict) and isinstance(base[key], dict) and key != "classes":
-            merged[key] = _merge(base[key], value, f"{path}{key}.")
+            merged[key] = _merge(base[key], value, f"{path}{shown_key(key)}.")
         else:
             merged[key] = value
     return merged
 
 
-def _key(loc: tuple[str | int, ...]) -> str:
-    """A pydantic location as the YAML key a user types: `extra_detectors[0].model`."""
-    key = ""
-    for part in loc:
-        key += f"[{part}]" if isinstance(part, int) else f"{'.' if key else ''}{part}"
-    return key
-
-
-def _format_error(exc: ValidationError) -> str:
-    errors = exc.errors()
-    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
-    if unknown:  # a misspelt key explains the missing one beside it: name it first
-        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return f"unknown config key: {_key(unknown[0]['loc'])}{more}"
-    err = errors[0]
-    key = _key(err["loc"])
-    value = err.get("input")
-    msg = err["msg"].removeprefix("Value error, ")
-    shown = "" if isinstance(value, dict) or "got " in msg else f" (got {value!r})"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{key + ': ' if key else ''}{msg}{shown}{more}"
-
-
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Load defaults, apply a user file and then explicit overrides (e.g. from CLI flags), validate."""
-    data = _read_yaml(default_config_path())
+    data = read_mapping(default_config_path(), "config")
     source = "defaults"
     if path is not None:
         source = str(path)
         try:
-            data = _merge(data, _read_yaml(Path(path)))
+            data = _merge(data, read_mapping(Path(path), "config"))
         except PerceptionError as exc:
             msg = str(exc)
             raise PerceptionError(msg if msg.startswith("config") else f"config {path}: {msg}") from None
     if overrides:
         data = _merge(data, overrides)
     try:
-        return Config.model_validate(data)
+        # Validated as JSON, strictly: no bool for a number, no string for a number (YAML's `1.5` is a
+        # number, its `"1.5"` a string), lists for pairs; values YAML has and JSON lacks (dates) as text.
+        text = json.dumps(data, default=str)
+    except (TypeError, ValueError, RecursionError) as exc:  # e.g. an alias that contains itself
+        raise PerceptionError(f"config {source}: cannot be read as plain values: {exc}") from None
+    try:
+        cfg = Config.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        raise PerceptionError(f"config {source}: {_format_error(exc)}") from None
+        raise PerceptionError(f"config {source}: {validation_message(exc)}") from None
+    _check_camera(cfg, source)
+    return cfg
+
+
+def _check_camera(cfg: Config, source: str) -> None:
+    """The camera profile is a file of its own: found and valid now, not after the model has loaded."""
+    from perception.camera import load_camera_profile  # camera.py imports this module
+
+    try:
+        load_camera_profile(cfg.camera.profile)
+    except (PerceptionError, OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PerceptionError(f"config {source}: camera.profile: {first_line(exc)}") from None

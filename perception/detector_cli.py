@@ -26,8 +26,8 @@ from perception.detect.extra import ExtraDetector, create_extra_detectors, merge
 from perception.detect.labels import ALL_CLASSES, describe_dropped
 from perception.errors import PerceptionError
 from perception.eval.detection import FORMATS, GroundTruth, evaluate
-from perception.sinks import LABEL_COLOURS
-from perception.sources import IMAGE_SUFFIXES
+from perception.sinks import LABEL_COLOURS, draw_labels
+from perception.sources import IMAGE_SUFFIXES, image_files
 from perception.types import Detections
 
 COMMANDS = ("detect", "eval-det", "build-engine", "export", "quantize")
@@ -42,18 +42,22 @@ def _imgsz(values: list[int] | None) -> tuple[int, int] | None:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    detect = commands.add_parser("detect", help="run the detector on images: print the boxes and draw them")
+    detect = commands.add_parser(
+        "detect", help="run the detector on images: print the boxes and draw them", allow_abbrev=False
+    )
     detect.add_argument("images", type=Path, help="an image, or a folder of images")
     detect.add_argument(
         "--model",
         help="detector model: .onnx, OpenVINO IR, .pt, .engine (default: config detector.default_model)",
     )
-    add_flags(detect, "--backend", "--imgsz", "--conf")
+    add_flags(detect, "--backend", "--imgsz", "--conf", "--classes")
     detect.add_argument("--config", help="YAML overriding configs/default.yaml")
     detect.add_argument("--out", type=Path, help="folder for the drawn images (default: out/detect)")
 
     ev = commands.add_parser(
-        "eval-det", help="score the detector against ground truth: precision, recall, AP50 per class"
+        "eval-det",
+        help="score the detector against ground truth: precision, recall, AP50 per class",
+        allow_abbrev=False,
     )
     ev.add_argument("images", type=Path, help="an image, or a folder of images")
     ev.add_argument("--gt", required=True, type=Path, help="ground truth: GTSDB gt.txt, or a labels folder")
@@ -63,7 +67,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--config", help="YAML overriding configs/default.yaml")
     ev.add_argument("--json", action="store_true", help="print the scores as one JSON object")
 
-    build = commands.add_parser("build-engine", help="build a TensorRT plan from an ONNX model (NVIDIA GPU)")
+    build = commands.add_parser(
+        "build-engine", help="build a TensorRT plan from an ONNX model (NVIDIA GPU)", allow_abbrev=False
+    )
     build.add_argument("model", type=Path, help="ONNX model")
     precision = build.add_mutually_exclusive_group()
     for name in PRECISIONS:
@@ -79,7 +85,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--config", help="YAML overriding configs/default.yaml")
 
-    export = commands.add_parser("export", help="export an Ultralytics .pt model (through Ultralytics)")
+    export = commands.add_parser(
+        "export", help="export an Ultralytics .pt model (through Ultralytics)", allow_abbrev=False
+    )
     export.add_argument("model", help="Ultralytics .pt model")
     export.add_argument("--format", choices=["onnx", "openvino"], default="onnx", help="export format")
     export.add_argument(
@@ -136,7 +144,7 @@ def _image_files(target: Path) -> list[Path]:
         raise PerceptionError(f"not found: {target}")
     if target.is_file():
         return [target]
-    files = sorted(p for p in target.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(target)
     if not files:
         raise PerceptionError(f"no images in {target} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
@@ -152,18 +160,16 @@ def report_detector(detector: Detector, name: str = "") -> None:
 
 
 def draw_detections(image: np.ndarray, det: Detections, labels: list[str], class_names: list[str]) -> None:
-    """Boxes, each with its label, class and score, in place."""
-    for box, score, class_id, label_id in zip(
-        np.round(det.boxes_xyxy).astype(np.int32), det.scores, det.class_ids, det.label_ids, strict=True
-    ):
+    """Boxes, each with its class and score (labels placed so they do not pile up), in place."""
+    boxes = np.round(det.boxes_xyxy).astype(np.int32)
+    texts, colours = [], []
+    for box, score, class_id, label_id in zip(boxes, det.scores, det.class_ids, det.label_ids, strict=True):
         colour = LABEL_COLOURS.get(labels[label_id], (200, 200, 200))
         x1, y1, x2, y2 = box.tolist()
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2, cv2.LINE_AA)
-        text = f"{class_names[class_id]} {score:.2f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        ty = max(y1, th + 4)
-        cv2.rectangle(image, (x1, ty - th - 4), (x1 + tw + 4, ty), colour, -1)
-        cv2.putText(image, text, (x1 + 2, ty - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        texts.append(f"{class_names[class_id]} {score:.2f}")
+        colours.append(colour)
+    draw_labels(image, boxes, texts, colours, np.argsort(-det.scores, kind="stable"))
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -171,10 +177,12 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    cfg = _config(args)
+    cfg = load_config(args.config, flag_overrides(args))
     files = _image_files(args.images)
     model = args.model or cfg.detector.default_model
     out = args.out or Path("out") / "detect"
+    # What is shown: output.display_conf, or the --conf a user asked for (then it is both thresholds).
+    shown = args.conf if args.conf is not None else cfg.output.display_conf
     detector = create_detector(model, cfg)
     try:
         print(
@@ -187,7 +195,7 @@ def _detect(args: argparse.Namespace) -> int:
         try:
             for extra in extras:
                 report_detector(extra.detector, extra.name)
-            _detect_files(detector, extras, files, out, cfg.labels)
+            _detect_files(detector, extras, files, out, cfg.labels, shown)
         finally:
             for extra in extras:
                 extra.close()
@@ -197,9 +205,15 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _detect_files(
-    detector: Detector, extras: list[ExtraDetector], files: list[Path], out: Path, labels: list[str]
-) -> None:
-    """Detect (the main model and every extra one), print and draw each image."""
+    detector: Detector,
+    extras: list[ExtraDetector],
+    files: list[Path],
+    out: Path,
+    labels: list[str],
+    min_score: float = 0.0,
+) -> int:
+    """Detect (the main model and every extra one), print and draw the detections scoring at least
+    `min_score`; how many those were."""
     out.mkdir(parents=True, exist_ok=True)
     class_names = run_class_names(detector, extras)
     total = 0
@@ -208,11 +222,13 @@ def _detect_files(
         if image is None:
             raise PerceptionError(f"cannot read image {path}")
         started = time.perf_counter()
-        det = merge_detections([detector.detect(image), *(extra.detect(image) for extra in extras)])
+        found = merge_detections([detector.detect(image), *(extra.detect(image) for extra in extras)])
         elapsed_ms = (time.perf_counter() - started) * 1e3
+        det = found.subset(np.flatnonzero(found.scores >= min_score))
         total += len(det)
         h, w = image.shape[:2]
-        print(f"{path.name} {w}x{h}: {len(det)} detections in {elapsed_ms:.1f} ms")
+        hidden = f" ({len(found) - len(det)} below {min_score:g} not shown)" if len(found) > len(det) else ""
+        print(f"{path.name} {w}x{h}: {len(det)} detections{hidden} in {elapsed_ms:.1f} ms")
         for box, score, class_id, label_id in zip(
             det.boxes_xyxy, det.scores, det.class_ids, det.label_ids, strict=True
         ):
@@ -222,6 +238,7 @@ def _detect_files(
         if not cv2.imwrite(str(out / path.name), image):
             raise PerceptionError(f"cannot write {out / path.name}")
     print(f"perception: {len(files)} image(s), {total} detections -> {out}", file=sys.stderr)
+    return total
 
 
 # ---------------------------------------------------------------- eval-det

@@ -92,6 +92,11 @@ class _Record:
     type: ClassVar[str]
     _omit_none: ClassVar[frozenset[str]] = frozenset()
 
+    def _details(self, *skip: str) -> str:
+        """A state change's details for a line on stderr: ` (key value, ...)`, or nothing."""
+        shown = {k: v for k, v in self.to_dict().items() if k not in ("type", "state", "at_ns", *skip)}
+        return f" ({', '.join(f'{k} {v}' for k, v in shown.items())})" if shown else ""
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
         for f in fields(self):  # type: ignore[arg-type]
@@ -246,9 +251,7 @@ class SourceEvent(_Record):
 
     def describe(self) -> str:
         """The one line printed on stderr."""
-        details = {k: v for k, v in self.to_dict().items() if k not in ("type", "state", "source", "at_ns")}
-        text = ", ".join(f"{k} {v}" for k, v in details.items())
-        return f"source {self.state.value}" + (f" ({text})" if text else "")
+        return f"source {self.state.value}{self._details('source')}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,9 +275,7 @@ class DetectorEvent(_Record):
 
     def describe(self) -> str:
         """The one line printed on stderr."""
-        details = {k: v for k, v in self.to_dict().items() if k not in ("type", "state", "detector", "at_ns")}
-        text = ", ".join(f"{k} {v}" for k, v in details.items())
-        return f"detector {self.detector} {self.state.value}" + (f" ({text})" if text else "")
+        return f"detector {self.detector} {self.state.value}{self._details('detector')}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,122 +1,198 @@
-"""`perception run`: open the streams, the shared detector and every stream's outputs, run the pipeline,
-and end every stream's event log with its `end` line however the run ends.
+"""`perception run SOURCE [SOURCE ...]`: the streams through one shared detector into their outputs.
 
-One stream writes into `--out` itself; several write into `--out/<name>/` each (names from
-perception/streams.py). Every failure a user can fix ends as one line `error: ...` and a non-zero exit;
-whatever was written before it stays on disk, flushed and closed.
+One stream writes into the output folder itself; several write into `OUT/<name>/` each (names from
+perception/streams.py). Everything a user can get wrong is checked before the model loads (flags, config,
+display, the output folder: created, writable, not in use by another run). Every failure a user can fix
+ends as one line on stderr (`error: ...`) and a non-zero exit; whatever was produced before it stays on
+disk, flushed and closed; once a stream's events.jsonl is open, every exit path ends it with an `end` line
+(after an `error` line when that stream, or the shared detector, failed).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import signal
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from perception.cli_flags import flag_overrides
+from perception import interrupts
+from perception.cli_flags import add_flags, flag_overrides
 from perception.config import Config, load_config
 from perception.detect import Detector, create_detector, inference_requests
 from perception.detect.extra import ExtraDetector, create_extra_detectors, run_class_names
 from perception.detector_cli import report_detector
-from perception.errors import PerceptionError, first_line
+from perception.errors import PerceptionError
 from perception.events import (
-    DetectorEvent,
-    DetectorState,
-    EndEvent,
-    ErrorEvent,
     RunStatus,
-    SourceEvent,
-    StartEvent,
 )
+from perception.outputs import RunFolder, check_display
 from perception.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.processor import build_processor
-from perception.sinks import Annotator, DisplaySink, EventLog, Sink, VideoSink
-from perception.sources import Source, open_source
-from perception.streams import StreamSpec, stream_specs
+from perception.sinks import Annotator
+from perception.sources import open_source
+from perception.stream_outputs import (
+    DetectorRelay,
+    HealthRelay,
+    OpenedStream,
+    finish_stream,
+    one_line,
+    open_outputs,
+)
+from perception.streams import StreamSpec, stream_name, stream_specs
 
-EXIT_SIGINT = 130
+EXIT_SIGINT = interrupts.EXIT_SIGINT
 EXIT_SIGTERM = 143
+OUTPUT_FILES = (("annotated.mp4", "video"), ("events.jsonl", "events"), ("tracks.txt", "tracks"))
 
 
-@dataclass
-class _Opened:
-    """One stream while the run is on: its spec, source, outputs and the relay of its health events."""
+def add_run_command(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser(
+        "run",
+        help="detect, track and time-to-collision on videos, folders, cameras or streams",
+        allow_abbrev=False,
+    )
+    run.add_argument(
+        "source",
+        nargs="*",
+        help="one or more sources (each a stream; they share one detector): video file, image folder, "
+        "camera index (0) or rtsp:// / http(s):// URL",
+    )
+    run.add_argument(
+        "--streams",
+        type=Path,
+        metavar="FILE",
+        help="a YAML list of streams instead of sources (see perception/streams.py)",
+    )
+    run.add_argument(
+        "--model",
+        help="detector model: .onnx, OpenVINO IR, .pt, .engine (default: config detector.default_model)",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        help="output folder for annotated.mp4, events.jsonl and tracks.txt, one folder per stream inside "
+        "when there are several (default: runs/NAME, numbered when it exists); one run at a time per folder",
+    )
+    run.add_argument("--config", help="YAML overriding configs/default.yaml")
+    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show")
+    run.add_argument(
+        "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
+    )
 
-    spec: StreamSpec
-    cfg: Config
-    source: Source
-    out: Path
-    health: _HealthRelay
-    events: EventLog | None = None
-    sinks: list[Sink] = field(default_factory=list)
 
-
-def run_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise PerceptionError(f"--fps must be a positive number of frames per second, got {args.fps:g}")
     cfg = load_config(args.config, flag_overrides(args))
     specs = stream_specs(args.source, args.streams, args.fps)
+    if cfg.output.show:
+        check_display()
+    files = [name for name, on in OUTPUT_FILES if getattr(cfg.output, on)]
+    if len(specs) > 1:
+        files = [f"{spec.name}/{name}" for spec in specs for name in files]
+    name = stream_name(str(args.streams)) if args.streams is not None else specs[0].name
+    folder = RunFolder.claim(args.out, name, tuple(files))
+    failed = True
+    try:
+        code = _run_into(folder, specs, args, cfg)
+        failed = False
+        return code
+    finally:
+        folder.release(failed=failed)
+
+
+def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespace, cfg: Config) -> int:
+    out = folder.path
     model = args.model or cfg.detector.default_model
-    with contextlib.ExitStack() as outputs:
-        opened = _open_sources(outputs, cfg, specs, args.out)
+    with contextlib.ExitStack() as resources:
+        opened = _open_sources(resources, cfg, specs, out)
         throughput = not any(o.source.is_live for o in opened)
         requests = inference_requests(cfg.detector, throughput)
         # Backend auto checks reduced precision on real frames: the first stream's, when a file or folder.
         sample = next((o.spec.source for o in opened if not o.source.is_live), None)
         detector = create_detector(model, cfg, requests, sample)
-        outputs.callback(detector.close)
+        resources.callback(detector.close)
         extras = create_extra_detectors(cfg, detector, requests)
         for extra in extras:
-            outputs.callback(extra.close)
+            resources.callback(extra.close)
         class_names = run_class_names(detector, extras)
-        relay = _DetectorRelay(opened)
+        relay = DetectorRelay(opened)
         if hasattr(detector, "on_health"):  # a remote detector: its server's health, what to do while down
             detector.on_health = relay
             detector.outage_policy = "wait" if throughput else "drop"  # a replay loses no frame
-        _describe(opened, detector, extras, model, args.out)
-        for o in opened:
-            _open_outputs(outputs, o, detector, class_names, model)
+        interrupts.check()
+        _describe(opened, detector, extras, model, out)
+        # A Ctrl-C while the outputs open is held back until the logs are known, so the logs still end.
+        held: list[int] = []
+        default_handler = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+        try:
+            for o in opened:
+                open_outputs(resources, o, detector, class_names, model)
+        except BaseException:
+            signal.signal(signal.SIGINT, default_handler)
+            raise
+        folder.created = False  # outputs exist now: the folder stays whatever happens
         streams, progress = _streams(opened, class_names)
         pipeline = Pipeline(detector, cfg, streams, extras)
-        stop_signal = _install_signal_handlers(pipeline)
-        for o in opened:
-            o.health.events, o.health.active = o.events, True
-        relay.active = True
-        error: StageError | None = None
+        status, failure, stop_signal = RunStatus.ERROR, None, []
         try:
-            total = pipeline.run()
+            signal.signal(signal.SIGINT, default_handler)
+            if held:
+                raise KeyboardInterrupt
+            interrupts.check()
+            stop_signal = _install_signal_handlers(pipeline)
+            for o in opened:
+                o.health.events, o.health.active = o.events, True
+            relay.active = True
+            try:
+                pipeline.run()
+            finally:
+                relay.active = False
+                for o in opened:
+                    o.health.active = False
+                if progress is not None:
+                    progress.close()
+            status = RunStatus.INTERRUPTED if pipeline.summary.interrupted or stop_signal else RunStatus.OK
         except StageError as exc:
-            error = exc
+            failure = exc
+            raise
+        except KeyboardInterrupt:
+            status = RunStatus.INTERRUPTED
+            raise
+        except BaseException as exc:
+            failure = StageError("run", exc)
             raise
         finally:
-            relay.active = False
-            if progress is not None:
-                progress.close()
+            late = None
             for o, stream in zip(opened, streams, strict=True):
-                o.health.active = False
-                _end_log(o, stream.summary, error, bool(stop_signal))
-    _report(opened, streams, total, cfg, args.out)
+                problem = finish_stream(o, stream.summary, failure, status, folder.free_reserve)
+                late = late or problem
+        if late is not None:
+            raise late
+    _report(opened, streams, pipeline.summary, out)
     if stop_signal:
         return EXIT_SIGTERM if stop_signal[0] == signal.SIGTERM else EXIT_SIGINT
     return 0
 
 
 def _open_sources(
-    outputs: contextlib.ExitStack, cfg: Config, specs: list[StreamSpec], out: Path
-) -> list[_Opened]:
+    resources: contextlib.ExitStack, cfg: Config, specs: list[StreamSpec], out: Path
+) -> list[OpenedStream]:
     """Every source opened (a wrong one fails the run before anything is written), each closed at exit."""
     opened = []
     for spec in specs:
         scfg = _stream_config(cfg, spec)
-        health = _HealthRelay(spec.name if len(specs) > 1 else "")
+        health = HealthRelay(spec.name if len(specs) > 1 else "")
         source = open_source(spec.source, scfg.source, fps=spec.fps, on_health=health)
-        outputs.callback(source.close)
-        opened.append(_Opened(spec, scfg, source, out if len(specs) == 1 else out / spec.name, health))
+        resources.callback(source.close)
+        opened.append(OpenedStream(spec, scfg, source, out if len(specs) == 1 else out / spec.name, health))
     return opened
 
 
 def _stream_config(cfg: Config, spec: StreamSpec) -> Config:
-    """The config with a stream's own camera profile and mode, checked like the rest at load."""
+    """The config with a stream's own camera profile and mode, validated like the rest."""
     update: dict = {}
     if spec.camera is not None:
         update["camera"] = {"profile": spec.camera}
@@ -131,14 +207,12 @@ def _stream_config(cfg: Config, spec: StreamSpec) -> Config:
 
 
 def _describe(
-    opened: list[_Opened], detector: Detector, extras: list[ExtraDetector], model: str, out: Path
+    opened: list[OpenedStream], detector: Detector, extras: list[ExtraDetector], model: str, out: Path
 ) -> None:
     for o in opened:
         kind = "live" if o.source.is_live else "replay"
-        print(
-            f"perception: {o.spec.name}: {o.source.name} ({kind}, {o.source.fps:g} fps) -> {o.out}",
-            file=sys.stderr,
-        )
+        line = f"{o.spec.name}: {o.source.name} ({kind}, {o.source.fps:g} fps) -> {o.out}"
+        print(f"perception: {line}", file=sys.stderr)
     print(
         f"perception: {Path(model).name} [{detector.backend}, {detector.layout}, "
         f"{detector.input_hw[0]}x{detector.input_hw[1]}, {detector.requests} request(s) in flight, "
@@ -156,39 +230,7 @@ def _describe(
         report_detector(d, extra.name)
 
 
-def _open_outputs(
-    outputs: contextlib.ExitStack, o: _Opened, detector: Detector, class_names: list[str], model: str
-) -> None:
-    """A stream's sinks, each registered with `outputs` so it is closed however the run ends."""
-    cfg = o.cfg
-    o.out.mkdir(parents=True, exist_ok=True)
-    if cfg.output.video:
-        video = VideoSink(o.out / "annotated.mp4", o.source.fps, cfg.output.video_fourcc)
-        o.sinks.append(outputs.enter_context(contextlib.closing(video)))
-    if cfg.output.show:
-        o.sinks.append(outputs.enter_context(contextlib.closing(DisplaySink(o.spec.name))))
-    if cfg.output.events:
-        o.events = outputs.enter_context(
-            contextlib.closing(EventLog(o.out / "events.jsonl", cfg.labels, class_names))
-        )
-        o.sinks.append(o.events)  # last, so its frame lines carry the other sinks' latency too
-        o.events.event(
-            StartEvent(
-                stream=o.spec.name,
-                source=o.source.name,
-                live=o.source.is_live,
-                fps=o.source.fps,
-                model=str(model),
-                backend=detector.backend,
-                layout=detector.layout,
-                input_hw=list(detector.input_hw),
-                requests=detector.requests,
-                labels=cfg.labels,
-            )
-        )
-
-
-def _streams(opened: list[_Opened], class_names: list[str]):
+def _streams(opened: list[OpenedStream], class_names: list[str]):
     """The pipeline's streams, and a progress bar over every file's frames (none for live feeds)."""
     counts = [o.source.frame_count for o in opened]
     progress = None
@@ -199,60 +241,29 @@ def _streams(opened: list[_Opened], class_names: list[str]):
     streams = []
     for o in opened:
         cfg = o.cfg
-        annotate = Annotator(cfg.labels, class_names) if (cfg.output.video or cfg.output.show) else None
+        drawn = cfg.output.video or cfg.output.show
+        annotate = Annotator(cfg.labels, class_names) if drawn else None
         on_frame = (lambda _r, bar=progress: bar.update()) if progress is not None else None
         streams.append(Stream(o.source, build_processor(cfg), o.sinks, annotate, on_frame, o.spec.name))
     return streams, progress
 
 
-def _end_log(o: _Opened, summary: RunSummary, error: StageError | None, signalled: bool) -> None:
-    """A stream's last lines: its error (its own, or the shared detector's), then `end` with the status."""
-    failure = summary.error or error
-    if failure is not None:
-        status = RunStatus.ERROR
-    elif summary.interrupted or signalled:
-        status = RunStatus.INTERRUPTED
-    else:
-        status = RunStatus.OK
-    if o.events is None:
-        return
-    if failure is not None:
-        o.events.event(ErrorEvent(failure.stage, one_line(failure.error)))
-    o.events.event(
-        EndEvent(
-            status=status,
-            frames_grabbed=summary.frames_grabbed,
-            frames_processed=summary.frames_processed,
-            frames_dropped=summary.frames_dropped,
-            frames_stale=summary.frames_stale,
-            frames_detector_unavailable=summary.frames_detector_unavailable,
-            elapsed_s=round(summary.elapsed_s, 3),
-            fps=round(summary.fps, 2),
-            interrupted=status is RunStatus.INTERRUPTED,
-        )
-    )
-
-
-def _report(opened: list[_Opened], streams: list[Stream], total: RunSummary, cfg: Config, out: Path) -> None:
-    """A line per stream (and in total); an error if a stream failed or none processed a frame."""
+def _report(opened: list[OpenedStream], streams: list[Stream], total: RunSummary, out: Path) -> None:
+    """A line per stream (and in total); an error if a stream failed (its own line names the cause)."""
     failed = []
     for o, stream in zip(opened, streams, strict=True):
         s = stream.summary
         if s.error is not None:
-            failed.append(f"{o.spec.name} ({one_line(s.error.error)})")
-        elif s.frames_processed == 0 and not s.interrupted:
-            failed.append(f"{o.spec.name} ({_nothing_processed(s, o.source.name, cfg)})")
+            failed.append((o.spec.name, s.error))
         prefix = f"{o.spec.name}: " if len(opened) > 1 else ""
         print(f"perception: {prefix}{_line(s)} -> {o.out}", file=sys.stderr)
     if len(opened) > 1:
         print(f"perception: all {len(opened)} streams: {_line(total)} -> {out}", file=sys.stderr)
     if len(opened) == 1 and failed:
-        s = streams[0].summary
-        if s.error is not None:
-            raise s.error
-        raise PerceptionError(_nothing_processed(s, opened[0].source.name, cfg))
+        raise failed[0][1]
     if failed:
-        raise PerceptionError(f"{len(failed)} of {len(opened)} streams failed: {'; '.join(failed)}")
+        causes = "; ".join(f"{name} ({one_line(error.error)})" for name, error in failed)
+        raise PerceptionError(f"{len(failed)} of {len(opened)} streams failed: {causes}")
 
 
 def _line(s: RunSummary) -> str:
@@ -261,51 +272,6 @@ def _line(s: RunSummary) -> str:
         f"{s.frames_stale} stale, e2e latency p50 {s.e2e_percentile(50):.0f} ms "
         f"p99 {s.e2e_percentile(99):.0f} ms"
     )
-
-
-def _nothing_processed(s: RunSummary, source: str, cfg: Config) -> str:
-    if s.frames_stale:
-        return (
-            f"none of the {s.frames_grabbed} frames read from {source} was processed: "
-            f"{s.frames_stale} were older than source.max_frame_age_s "
-            f"({cfg.source.max_frame_age_s:g} s) when detection could start"
-        )
-    return f"no frame could be read from {source}"
-
-
-class _HealthRelay:
-    """A live source's state changes (connected, stalled, reconnecting, recovered, gave_up) while the run is
-    on: a `source` line in its events.jsonl and one line on stderr each. Called from the grab thread."""
-
-    def __init__(self, name: str) -> None:
-        self.prefix = f"{name}: " if name else ""
-        self.events: EventLog | None = None
-        self.active = False
-
-    def __call__(self, event: SourceEvent) -> None:
-        if not self.active:
-            return
-        if self.events is not None:
-            self.events.event(event)
-        print(f"perception: {self.prefix}{event.describe()}", file=sys.stderr)
-
-
-class _DetectorRelay:
-    """The shared detector's server health (a Triton server going away and coming back): a `detector` line in
-    every stream's events.jsonl and one line on stderr. Called from a detect thread."""
-
-    def __init__(self, opened: list[_Opened]) -> None:
-        self.opened = opened
-        self.active = False
-
-    def __call__(self, state: str, fields: dict) -> None:
-        if not self.active:
-            return
-        event = DetectorEvent(DetectorState(state), **fields)
-        for o in self.opened:
-            if o.events is not None:
-                o.events.event(event)
-        print(f"perception: {event.describe()}", file=sys.stderr)
 
 
 def _install_signal_handlers(pipeline: Pipeline) -> list[int]:
@@ -319,8 +285,3 @@ def _install_signal_handlers(pipeline: Pipeline) -> list[int]:
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
     return received
-
-
-def one_line(error: BaseException) -> str:
-    """Our own errors as they are; anything else with its type, so a user can tell it is not ours."""
-    return first_line(error, with_type=not isinstance(error, PerceptionError))

@@ -6,17 +6,21 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
+from perception.config import OutputConfig
 from perception.errors import PerceptionError
 from perception.events import Event, FrameEvent, Stage, WarningLevel
 from perception.types import CollisionWarning, FrameResult
+from perception.video import Mp4Writer, describe_os_error
 
 # BGR colours by driving label; labels not listed get a colour from their index.
 LABEL_COLOURS = {
@@ -45,6 +49,70 @@ class StopRequested(Exception):
     """Raised by an interactive sink when the user asks to stop (e.g. presses q)."""
 
 
+LABEL_FONT, LABEL_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.45
+_LABEL_PAD_PX = 4
+
+
+def place_labels(
+    boxes: np.ndarray, sizes_wh: np.ndarray, image_w: int, order: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which boxes get their label, and where (x1, y1, x2, y2 each), so labels never pile up on far objects:
+    a label sits above its box's top-left corner (inside the box's top when there is no room above), and
+    is left out when its box is shorter than the label or when it would overlap a label already placed,
+    going through the boxes in `order` (most important first). Overlaps are found for all pairs at once."""
+    n = len(boxes)
+    if n == 0:
+        return np.zeros(0, bool), np.zeros((0, 4), np.int32)
+    w, h = sizes_wh[:, 0], sizes_wh[:, 1]
+    x1 = np.clip(boxes[:, 0], 0, np.maximum(image_w - w, 0))
+    y1 = boxes[:, 1] - h
+    y1 = np.where(y1 < 0, np.maximum(boxes[:, 1], 0), y1)
+    rects = np.stack((x1, y1, x1 + w, y1 + h), axis=1).astype(np.int32)
+    dx = np.minimum(rects[:, None, 2], rects[None, :, 2]) - np.maximum(rects[:, None, 0], rects[None, :, 0])
+    dy = np.minimum(rects[:, None, 3], rects[None, :, 3]) - np.maximum(rects[:, None, 1], rects[None, :, 1])
+    overlaps = (dx > 0) & (dy > 0)
+    big_enough = boxes[:, 3] - boxes[:, 1] >= h
+    keep = np.zeros(n, bool)
+    for i in order:  # greedy, like NMS: each step is one row of the overlap matrix
+        if big_enough[i] and not (overlaps[i] & keep).any():
+            keep[i] = True
+    return keep, rects
+
+
+def draw_labels(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    texts: Sequence[str],
+    colours: Sequence[tuple],
+    order: np.ndarray,
+    greyed: Sequence[str] | None = None,
+) -> int:
+    """Draw the labels `place_labels` keeps (black text on the box's colour, then any `greyed` part grey on
+    dark grey: an estimate not to be trusted); how many were drawn."""
+    greyed = greyed or [""] * len(texts)
+    main = np.array([cv2.getTextSize(t, LABEL_FONT, LABEL_SCALE, 1)[0] for t in texts], np.int32).reshape(
+        -1, 2
+    )
+    extra_w = np.array([cv2.getTextSize(g, LABEL_FONT, LABEL_SCALE, 1)[0][0] if g else 0 for g in greyed])
+    sizes = main + _LABEL_PAD_PX
+    sizes[:, 0] += extra_w.astype(np.int32)
+    keep, rects = place_labels(boxes, sizes, image.shape[1], order)
+    for i in np.flatnonzero(keep):
+        x1, y1, x2, y2 = rects[i].tolist()
+        split = x1 + int(main[i, 0]) + _LABEL_PAD_PX
+        cv2.rectangle(image, (x1, y1), (split, y2), colours[i], -1)
+        cv2.putText(image, texts[i], (x1 + 2, y2 - 3), LABEL_FONT, LABEL_SCALE, (0, 0, 0), 1, cv2.LINE_AA)
+        if greyed[i]:
+            cv2.rectangle(image, (split, y1), (x2, y2), _GREYED_CHIP, -1)
+            cv2.putText(
+                image, greyed[i], (split, y2 - 3), LABEL_FONT, LABEL_SCALE, _GREYED_INK, 1, cv2.LINE_AA
+            )
+    return int(keep.sum())
+
+
+_GREYED_CHIP, _GREYED_INK = (70, 70, 70), (165, 165, 165)  # an untrusted TTC: grey on dark grey
+
+
 class Annotator:
     """Draws tracks onto the frame image in place: the frame is not used after the sinks."""
 
@@ -57,21 +125,20 @@ class Annotator:
         ]
 
     def __call__(self, result: FrameResult) -> np.ndarray:
-        """Boxes (thicker in the ego path, thickest for the lead), label, ID, distance and TTC; a TTC that is
-        not trusted (`ttc_plausible` false) is drawn greyed, never as a confident number."""
+        """Boxes (thicker in the ego path, thickest for the lead), and a label each: role, class, ID,
+        distance and TTC. A TTC that is not trusted (`ttc_plausible` false) is greyed, never a confident
+        number. Labels never pile up: the most important are placed first (the threat, the lead, cut-ins,
+        what is in the path, then the nearest), and one that would cover another is left out."""
         image = result.frame.image
         tracks = result.tracks
         boxes = np.round(tracks.boxes_xyxy).astype(np.int32)
         warning = result.warning
         threat_id = warning.track_id if warning.level > WarningLevel.NONE else None
-        # The lead, cut-ins and in-path objects last, so their labels stay readable on top of the others'.
-        order = np.argsort(3 * tracks.lead + 2 * tracks.cut_in + tracks.in_path, kind="stable")
+        texts, greyed, colours = [], [], []
         rows = zip(
-            boxes[order].tolist(),
-            *(column[order].tolist() for column in (tracks.ids, tracks.label_ids, tracks.ttc_s)),
-            *(column[order].tolist() for column in (tracks.ttc_plausible, tracks.dist_m, tracks.in_path)),
-            tracks.lead[order].tolist(),
-            tracks.cut_in[order].tolist(),
+            boxes.tolist(),
+            *(c.tolist() for c in (tracks.ids, tracks.label_ids, tracks.ttc_s, tracks.ttc_plausible)),
+            *(c.tolist() for c in (tracks.dist_m, tracks.in_path, tracks.lead, tracks.cut_in)),
             strict=True,
         )
         for (x1, y1, x2, y2), track_id, label_id, ttc_s, trusted, dist, ahead, lead, cut_in in rows:
@@ -81,11 +148,23 @@ class Annotator:
             text = f"{role}{self.labels[label_id]} #{track_id}"
             if not math.isnan(dist):
                 text += f" {dist:.0f}m"
-            ty = max(y1, 16)
-            x = _chip(image, text, x1, ty, colour, (0, 0, 0))
+            untrusted = ""
             if not math.isnan(ttc_s):
-                chip, ink = (colour, (0, 0, 0)) if trusted else (_GREYED_CHIP, _GREYED_INK)
-                _chip(image, f"TTC {ttc_s:.1f}s" if trusted else f"TTC {ttc_s:.1f}s?", x, ty, chip, ink)
+                if trusted:
+                    text += f" TTC {ttc_s:.1f}s"
+                else:
+                    untrusted = f" TTC {ttc_s:.1f}s?"
+            texts.append(text)
+            greyed.append(untrusted)
+            colours.append(colour)
+        rank = (
+            (tracks.ids == threat_id) * 8.0
+            + tracks.lead * 4.0
+            + tracks.cut_in * 2.0
+            + tracks.in_path
+            + boxes[:, 3] / (image.shape[0] + 1.0)
+        )
+        draw_labels(image, boxes, texts, colours, np.argsort(-rank, kind="stable"), greyed)
         e2e_ms = result.latency_ms.get(Stage.E2E, 0.0)
         hud = f"frame {result.frame.index}  tracks {len(tracks)}  e2e {e2e_ms:.0f} ms"
         (tw, th), _ = cv2.getTextSize(hud, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
@@ -116,66 +195,124 @@ def _chip(image: np.ndarray, text: str, x: int, bottom: int, fill: tuple, ink: t
 
 
 class VideoSink:
-    """annotated.mp4 at the source's frame rate; the size is fixed by the first frame."""
+    """annotated.mp4: H.264 in a fragmented MP4 (perception/video.py), each frame at its `source_ts_s`;
+    the size is fixed by the first frame."""
 
-    def __init__(self, path: Path, fps: float, fourcc: str) -> None:
+    def __init__(self, path: Path, fps: float, cfg: OutputConfig) -> None:
         self.path = path
-        self.fps = fps
-        self.fourcc = fourcc
-        self._writer: cv2.VideoWriter | None = None
-        self._size: tuple[int, int] | None = None
-        self.frames_written = 0
+        self._writer = Mp4Writer(path, fps, cfg.video_crf, cfg.video_preset, cfg.video_keyframe_s)
+
+    @property
+    def frames_written(self) -> int:
+        return self._writer.frames_written
 
     def write(self, result: FrameResult) -> None:
-        image = result.frame.image
-        size = (image.shape[1], image.shape[0])
-        if self._writer is None:
-            self._writer = cv2.VideoWriter(
-                str(self.path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, size
-            )
-            if not self._writer.isOpened():
-                self._writer = None
-                raise PerceptionError(f"cannot write video {self.path} with codec {self.fourcc!r}")
-            self._size = size
-        if size != self._size:  # a stream that changed resolution mid-run: keep one playable file
-            image = cv2.resize(image, self._size)
-        self._writer.write(image)
-        self.frames_written += 1
+        self._writer.write(result.frame.image, result.frame.source_ts_s)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        self._writer.close()
+
+
+class LineFile:
+    """A text file written whole lines at a time, straight to the OS (one write per call, no buffer a
+    crash could lose), fsynced every few seconds and at close. A write that fails (disk full) is cut back
+    to the last whole line and raised as a PerceptionError naming the file and the cause: the file never
+    ends in half a line. Later writes are still tried (a full disk may have room again)."""
+
+    FSYNC_INTERVAL_S = 2.0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise PerceptionError(f"cannot write {path}: {describe_os_error(exc)}") from None
+        self._size = 0  # bytes of whole lines written
+        self._synced_at = time.monotonic()
+        self._lock = threading.Lock()  # several threads may write (frames, source events)
+
+    def write(self, text: str) -> None:
+        """Append `text` (whole lines) or nothing at all."""
+        data = memoryview(text.encode())
+        with self._lock:
+            if self._fd is None:
+                return
+            try:
+                while data:
+                    data = data[os.write(self._fd, data) :]
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, self._size)
+                    os.lseek(self._fd, self._size, os.SEEK_SET)
+                raise PerceptionError(f"cannot write {self.path}: {describe_os_error(exc)}") from None
+            self._size = os.lseek(self._fd, 0, os.SEEK_CUR)
+            if time.monotonic() - self._synced_at > self.FSYNC_INTERVAL_S:
+                self._fsync()
+
+    def _fsync(self) -> None:
+        self._synced_at = time.monotonic()
+        with contextlib.suppress(OSError):  # what fsync reports, the writes already did
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                self._fsync()
+                os.close(self._fd)
+                self._fd = None
 
 
 class EventLog:
-    """events.jsonl: one record of perception/events.py per line. Flushed per line."""
+    """events.jsonl: one record of perception/events.py per line, each written whole (`LineFile`)."""
 
     def __init__(self, path: Path, labels: Sequence[str], class_names: Sequence[str]) -> None:
         self.path = path
         self.labels = list(labels)
         self.class_names = list(class_names)
-        self._file: IO[str] | None = path.open("w", encoding="utf-8")
-        self._lock = threading.Lock()  # the sink stage writes frames, the grab stage source events
+        self._file = LineFile(path)
 
     def event(self, record: Event) -> None:
-        line = json.dumps(record.to_dict(), allow_nan=False) + "\n"
-        with self._lock:
-            if self._file is None:
-                return
-            self._file.write(line)
-            self._file.flush()
+        self._file.write(json.dumps(record.to_dict(), allow_nan=False) + "\n")
 
     def write(self, result: FrameResult) -> None:
-        for record in result.events:
-            self.event(record)
-        self.event(FrameEvent.from_result(result, self.labels, self.class_names))
+        lines = [json.dumps(r.to_dict(), allow_nan=False) for r in result.events]
+        frame = FrameEvent.from_result(result, self.labels, self.class_names)
+        lines.append(json.dumps(frame.to_dict(), allow_nan=False))
+        self._file.write("\n".join(lines) + "\n")
 
     def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+        self._file.close()
+
+
+def mot_rows_text(rows: np.ndarray) -> str:
+    """MOTChallenge lines (`frame,id,x,y,w,h,score,-1,-1,-1`) from rows (frame, id, x1, y1, x2, y2, score);
+    the format `perception eval-mot` and the MOTChallenge devkit read."""
+    if len(rows) == 0:
+        return ""
+    wh = rows[:, 4:6] - rows[:, 2:4]
+    table = np.column_stack((rows[:, :4], wh, rows[:, 6])).tolist()
+    line = "{:.0f},{:.0f},{:.2f},{:.2f},{:.2f},{:.2f},{:.4f},-1,-1,-1\n"
+    return "".join(line.format(*row) for row in table)
+
+
+class TracksFile:
+    """tracks.txt: every frame's confirmed tracks as MOTChallenge rows (frames counted from 1)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = LineFile(path)
+
+    def write(self, result: FrameResult) -> None:
+        t = result.tracks
+        if len(t) == 0:
+            return
+        rows = np.column_stack(
+            (np.full(len(t), result.frame.index + 1), t.ids, t.boxes_xyxy, t.scores)
+        ).astype(np.float64)
+        self._file.write(mot_rows_text(rows))
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class DisplaySink:

@@ -8,6 +8,7 @@ keeps only the newest. A file in `fast` mode produces each frame when asked, so 
 from __future__ import annotations
 
 import configparser
+import re
 import time
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +21,7 @@ from perception.sources_live import HealthCallback, LiveCaptureSource, connect
 from perception.types import Frame
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+_DIGITS = re.compile(r"(\d+)")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -107,6 +109,22 @@ class VideoFileSource:
         self._cap.release()
 
 
+def natural_key(path: Path) -> tuple[list[str | int], str, str]:
+    """Sort key for file names in the order people number them: frame2 before frame10, frame before
+    frame2 (the name without its extension first). Text and numbers alternate in the split, so text is
+    only ever compared with text."""
+    parts = _DIGITS.split(path.stem)
+    return [int(p) if i % 2 else p.lower() for i, p in enumerate(parts)], path.suffix.lower(), path.name
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images in a folder in natural order; entries that are not files (folders, broken links, sockets
+    named like images) are skipped."""
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=natural_key
+    )
+
+
 def _folder_fps(folder: Path, fallback: float) -> float:
     """MOTChallenge keeps the frame rate in seqinfo.ini beside img1/."""
     for ini in (folder / "seqinfo.ini", folder.parent / "seqinfo.ini"):
@@ -122,7 +140,7 @@ def _folder_fps(folder: Path, fallback: float) -> float:
 class ImageFolderSource:
     def __init__(self, folder: Path, fps: float | None, fallback_fps: float, realtime: bool) -> None:
         self.name = str(folder)
-        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self._files = image_files(folder)
         if not self._files:
             raise PerceptionError(
                 f"no images in folder {folder} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"

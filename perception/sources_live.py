@@ -15,18 +15,25 @@ timestamps and stamps each frame with the delay it did pick up (`Frame.backlog_m
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.client
 import os
 import random
+import ssl
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 
 from perception.config import SourceConfig
-from perception.errors import PerceptionError
+from perception.errors import PerceptionError, first_line
 from perception.events import SourceEvent, SourceState
 from perception.types import Frame
 
@@ -113,21 +120,82 @@ def open_capture(spec: str | int, cfg: SourceConfig) -> cv2.VideoCapture | None:
 
 def connect(spec: str | int, cfg: SourceConfig) -> tuple[cv2.VideoCapture, int]:
     """Open at start, trying `connect_attempts` times with backoff; returns the capture and the
-    attempts it took. Failing that, a one-line error: a wrong URL should not keep a user waiting."""
+    attempts it took. Failing that, a one-line error: a wrong URL should not keep a user waiting.
+    An http(s) URL is asked first (`http_probe`): a 4xx answer fails at once, naming the status (asking
+    again will not change it), a 5xx is tried again like no answer."""
     rng = random.Random()
+    is_http = isinstance(spec, str) and spec.lower().startswith(("http://", "https://"))
+    reason = "no answer"
     for attempt in range(1, cfg.connect_attempts + 1):
         if attempt > 1:
             time.sleep(backoff_delay_s(attempt - 1, cfg, rng))
+        if is_http:
+            probe = http_probe(spec, cfg.open_timeout_s)
+            if probe.refused:
+                raise PerceptionError(f"cannot open stream {_redact(spec)}: {probe.reason} (not retried)")
+            if probe.reason:
+                reason = probe.reason
+            if probe.status is None or probe.status >= 500:
+                continue  # OpenCV would find no stream there either
         cap = open_capture(spec, cfg)
         if cap is not None:
             return cap, attempt
+        if is_http and probe.status is not None and probe.status < 300:
+            reason = f"{probe.reason}, but OpenCV found no video in it"
     if isinstance(spec, int):
         raise PerceptionError(f"cannot open camera {spec}: no such device, or it is busy")
     tries = cfg.connect_attempts
     raise PerceptionError(
-        f"cannot open stream {spec}: no answer after {tries} attempt{'s' * (tries > 1)} "
+        f"cannot open stream {_redact(spec)}: {reason} after {tries} attempt{'s' * (tries > 1)} "
         f"(open timeout {cfg.open_timeout_s:g} s each)"
     )
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    status: int | None  # None: no HTTP answer (refused, timed out, TLS failed)
+    reason: str  # "HTTP 404 Not Found", "connection refused", ... ("" when nothing useful is known)
+    refused: bool = False  # a 4xx: the request itself is wrong, so it is not tried again
+
+
+def http_probe(url: str, timeout_s: float) -> HttpProbe:
+    """Ask an http(s) URL for its headers (a GET: servers of live streams often refuse HEAD), close at
+    once, and say what it answered. Credentials in the URL are sent as Basic auth; a 401 or 407 then is
+    left to OpenCV (FFmpeg also does Digest). TLS is not verified here, as FFmpeg does not by default."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {"User-Agent": "perception", "Icy-MetaData": "0"}
+    if parts.username is not None:
+        token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
+            kind = response.headers.get_content_type()
+            return HttpProbe(response.status, f"HTTP {response.status} {response.reason} ({kind})")
+    except urllib.error.HTTPError as exc:
+        reason = f"HTTP {exc.code} {exc.reason}"
+        auth = exc.code in (401, 407) and parts.username is not None
+        return HttpProbe(exc.code, reason, refused=400 <= exc.code < 500 and not auth)
+    except urllib.error.URLError as exc:
+        cause = exc.reason  # an OSError ("Connection refused") or a text
+        strerror = getattr(cause, "strerror", None)
+        return HttpProbe(None, strerror[:1].lower() + strerror[1:] if strerror else str(cause))
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # timeouts, bad status lines, ...
+        return HttpProbe(None, first_line(exc, with_type=not str(exc)))
+
+
+def _redact(url: str) -> str:
+    """A URL fit for an error line: any password replaced."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 class LiveCaptureSource:

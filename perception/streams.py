@@ -14,18 +14,18 @@ Names are the source's file stem (or folder name, camera index, URL path), made 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from perception.errors import PerceptionError
+from perception.yaml_file import read_mapping, validation_message
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_STREAM_PREFIX = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -51,20 +51,20 @@ class _File(BaseModel):
     streams: Annotated[list[_Entry], Field(min_length=1)]
 
 
-def stream_name(source: str) -> str:
-    """A folder-safe name from a source: file stem, folder name, `camera0`, or a URL's host and path."""
-    if source.isdigit():
-        return f"camera{source}"
-    if "://" in source:
-        url = urlsplit(source)
-        parts = [url.hostname or "stream", str(url.port or ""), Path(url.path).stem]
-        text = "_".join(p for p in parts if p)
+def stream_name(spec: str) -> str:
+    """A folder-safe name for a source: the file's stem, an image folder's name (a MOTChallenge `img1/` takes
+    its sequence's), `camera0`, or a stream's last path part (else its host)."""
+    if spec.isdigit():
+        return f"camera{spec}"
+    if _STREAM_PREFIX.match(spec):
+        rest = spec.split("://", 1)[1].split("?", 1)[0].rstrip("/")
+        host, _, path = rest.partition("/")
+        name = Path(path).stem if path else host.rsplit("@", 1)[-1].split(":", 1)[0]
     else:
-        path = Path(source)
-        text = path.stem if path.suffix else path.name
-        if text == "img1":  # a MOTChallenge sequence: named by its folder
-            text = path.resolve().parent.name
-    return _SAFE.sub("_", text).strip("._") or "stream"
+        path = Path(spec)
+        name = path.resolve().parent.name if path.name == "img1" else path.stem or path.resolve().name
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "run"
+    return name[:80]
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -79,21 +79,14 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def read_streams_file(path: Path) -> list[StreamSpec]:
-    if not path.is_file():
-        raise PerceptionError(f"streams file not found: {path}")
+    data = read_mapping(path, "streams file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        parsed = _File.model_validate(data)
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PerceptionError(f"streams file {path}: not UTF-8 YAML ({type(exc).__name__})") from None
+        parsed = _File.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise PerceptionError(f"streams file {path}: {key}: {err['msg']}") from None
+        raise PerceptionError(f"streams file {path}: {validation_message(exc, 'stream')}") from None
     names = _unique([e.name or stream_name(e.source) for e in parsed.streams])
-    return [
-        StreamSpec(n, e.source, e.camera, e.mode, e.fps) for n, e in zip(names, parsed.streams, strict=True)
-    ]
+    entries = zip(names, parsed.streams, strict=True)
+    return [StreamSpec(n, e.source, e.camera, e.mode, e.fps) for n, e in entries]
 
 
 def stream_specs(sources: list[str], streams_file: Path | None, fps: float | None) -> list[StreamSpec]:

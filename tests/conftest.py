@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -77,3 +78,12 @@ def highway_frame() -> np.ndarray:
     cap.release()
     assert ok
     return image
+
+
+@pytest.fixture(scope="session")
+def highway_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One `perception run` of the real clip, shared by the tests that read its outputs."""
+    from tests.helpers import run_cli
+
+    out = tmp_path_factory.mktemp("highway")
+    return run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", out), out

@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -287,3 +288,23 @@ def clip_frames(step: int = 20) -> list[np.ndarray]:
         index += 1
     cap.release()
     return frames
+
+
+def video_timestamps_s(path: Path) -> list[float]:
+    """Presentation time of every frame of a video, in seconds from its first, as a player shows them."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = [float(frame.pts * frame.time_base) for frame in container.decode(stream)]
+    return [t - times[0] for t in times] if times else []
+
+
+def wait_ready(proc: subprocess.Popen, timeout_s: float) -> str:
+    """The first line a server prints on stdout (its `ready ...`), read with a deadline: a server that hangs
+    at start cannot hang the test. Empty when none came in time."""
+    ready: list[str] = []
+    reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return ready[0] if ready else ""

@@ -22,16 +22,11 @@ from tests.helpers import (
     read_events,
     run_cli,
     video_frames,
+    video_timestamps_s,
     wait_for_port,
 )
 
 KIND = "integration"
-
-
-@pytest.fixture(scope="module")
-def highway_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    out = tmp_path_factory.mktemp("highway")
-    return run_cli("run", HIGHWAY_CLIP, "--model", YOLOX_ONNX, "--out", out), out
 
 
 def test_highway_run_writes_every_frame(highway_run) -> None:
@@ -160,8 +155,13 @@ def test_realtime_replay_drops_frames_it_cannot_keep_up_with(tmp_path: Path) -> 
     assert end["type"] == "end" and end["frames_grabbed"] == 50
     assert end["frames_dropped"] > 0
     assert end["frames_processed"] + end["frames_dropped"] == 50
-    indices = [e["frame"] for e in events if e["type"] == "frame"]
+    frames = [e for e in events if e["type"] == "frame"]
+    indices = [f["frame"] for f in frames]
     assert indices == sorted(indices) and np.diff(indices).max() > 1
+    # The video keeps the frames that were processed at their own times: with drops it still plays at the
+    # speed it was filmed (each frame shows until the next one processed).
+    shown = [f["source_ts_s"] - frames[0]["source_ts_s"] for f in frames]
+    assert video_timestamps_s(out / "annotated.mp4") == pytest.approx(shown, abs=1e-3)
 
 
 # -- bad input: one line on stderr, non-zero exit ------------------------------------------------------
@@ -179,8 +179,10 @@ def test_every_frame_stale_says_so(tmp_path: Path) -> None:
     assert_one_line_error(
         proc, "none of the 221 frames", "were older than source.max_frame_age_s", mid_run=True
     )
-    end = read_events(out / "events.jsonl")[-1]
-    assert end["type"] == "end" and end["frames_processed"] == 0
+    events = read_events(out / "events.jsonl")
+    error, end = events[-2:]
+    assert error["type"] == "error" and "none of the 221 frames" in error["message"]
+    assert end["type"] == "end" and end["status"] == "error" and end["frames_processed"] == 0
     assert end["frames_stale"] > 0 and end["frames_stale"] + end["frames_dropped"] == 221
 
 

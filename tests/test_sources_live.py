@@ -42,6 +42,7 @@ from tests.helpers import (
     read_events,
     run_cli,
     video_frames,
+    wait_ready,
     write_config,
 )
 
@@ -91,11 +92,8 @@ class RtspServer:
         cmd += ["--size", size] if size else []
         with self.log.open("a") as log:
             self.proc = proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-        ready: list[str] = []
-        reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(WAIT_S)
-        if not ready or not ready[0].startswith("ready"):
+        ready = wait_ready(proc, WAIT_S)
+        if not ready.startswith("ready"):
             self.kill()
             raise RuntimeError(f"RTSP server did not start: {ready} {self.log.read_text()}")
 
@@ -519,7 +517,7 @@ def test_a_dead_stream_never_holds_the_others_back(tmp_path: Path) -> None:
         config = write_config(tmp_path / "two.yaml", TWO_STREAMS_CONFIG)
         out = tmp_path / "out"
         run = Run([a.url, b.url], out, "--config", config)
-        name_a, name_b = f"127.0.0.1_{a.port}_live", f"127.0.0.1_{b.port}_live"
+        name_a, name_b = "live", "live-2"  # both servers serve /live
         run.events_path, b_log = out / name_a / "events.jsonl", out / name_b / "events.jsonl"
         try:
             run.wait_for("frames on a", lambda ev: len(frames_of(ev)) >= 10)

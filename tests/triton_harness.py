@@ -8,14 +8,13 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 import onnx
 import pytest
 
 from tests.conftest import YOLOX_ONNX
-from tests.helpers import run_cli
+from tests.helpers import run_cli, wait_ready
 
 REPO = Path(__file__).resolve().parent.parent
 TRITON_PYTHON = REPO / ".venv-triton" / "bin" / "python"
@@ -66,11 +65,8 @@ class TritonServer:
             self.proc = proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
             )
-        ready: list[str] = []
-        reader = threading.Thread(target=lambda: ready.append(proc.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(WAIT_S)
-        if not ready or not ready[0].startswith("ready"):
+        ready = wait_ready(proc, WAIT_S)
+        if not ready.startswith("ready"):
             self.kill()
             raise RuntimeError(f"Triton server did not start: {ready} {self.log.read_text()[-3000:]}")
 

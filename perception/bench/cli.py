@@ -11,6 +11,7 @@ from perception.bench.backends import auto_checks, backend_variants
 from perception.bench.report import machine, versions, write_plots, write_report
 from perception.bench.runners import (
     RunResult,
+    check_ultralytics_decodes,
     decode_frames,
     run_detector,
     run_pipeline,
@@ -61,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
         modes += list(variants) if name == "backends" else [name]
     runs: dict[str, list[RunResult]] = {m: [] for m in modes}
     errors: dict[str, str] = {}
+    if "ultralytics" in modes:
+        try:
+            check_ultralytics_decodes(str(args.model))
+        except Exception as exc:  # refused, or a model Ultralytics cannot load: report it, keep the rest
+            errors["ultralytics"] = first_line(exc, with_type=not isinstance(exc, PerceptionError))
     for round_index in range(cfg.bench.repeat):
         shift = round_index % len(modes)
         for mode in modes[shift:] + modes[:shift]:  # rotate the order each round
@@ -113,17 +119,35 @@ def run(args: argparse.Namespace) -> int:
         "notes": "peak_rss_mib is the process high-water mark when the run ended (modes share one process)",
     }
     bench["checks"] = {**checks(bench), **auto_checks(bench)}
-    try:
-        bench["plots"] = write_plots(args.out, runs, warmup)
-    except ImportError:  # matplotlib (the bench extra) is missing: the figures are all in bench.json
-        bench["plots"] = []
-        print('bench: no plots (matplotlib missing: pip install -e ".[bench]")', file=sys.stderr)
-    (args.out / "bench.json").write_text(json.dumps(no_nan(bench), indent=1, allow_nan=False))
+    bench["plots"] = []
+    # The figures first: the plots need an optional library, and whatever happens to them, these stay.
+    _write_json(args.out / "bench.json", bench)
     write_report(args.out / "report.md", bench)
     print((args.out / "report.md").read_text().split("\n\n")[2], file=sys.stderr)
     for variant in variants.values():
         variant.detector.close()
     for mode, message in errors.items():
-        print(f"bench: {mode} failed: {message}", file=sys.stderr)
-    print(f"bench: wrote {args.out}/bench.json, report.md, {', '.join(bench['plots'])}", file=sys.stderr)
+        print(f"bench: {mode} left out: {message}", file=sys.stderr)
+    try:
+        bench["plots"] = write_plots(args.out, runs, warmup)
+    except ImportError as exc:
+        print(
+            f"bench: no plots: {exc.name or exc} is not installed (pip install -e '.[bench]')",
+            file=sys.stderr,
+        )
+    except Exception as exc:  # noqa: BLE001 - a plot must not cost the figures
+        print(f"bench: no plots: {first_line(exc, with_type=True)}", file=sys.stderr)
+    if bench["plots"]:
+        _write_json(args.out / "bench.json", bench)
+    print(
+        f"bench: wrote {args.out}/bench.json, report.md{''.join(', ' + p for p in bench['plots'])}",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _write_json(path: Path, bench: dict) -> None:
+    """Whole or not at all: written beside and renamed over."""
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(no_nan(bench), indent=1, allow_nan=False))
+    partial.replace(path)

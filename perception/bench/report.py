@@ -67,6 +67,7 @@ def write_report(path: Path, bench: dict[str, Any]) -> None:
             f"{_fmt(e2e['p99'])} | {_fmt(e2e['max'])} | {_fmt(float(cpu), 0)} | "
             f"{_fmt(max(r['peak_rss_mib'] for r in m['runs']), 0)} |"
         )
+    lines += [f"\n{mode} left out: {message}" for mode, message in bench.get("errors", {}).items()]
     lines += [
         "",
         "e2e: pipeline and sequential, from capture (realtime: from when the frame was due) to the end "

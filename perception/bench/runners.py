@@ -9,11 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from perception.config import Config
 from perception.detect import Detector
+from perception.errors import PerceptionError
 from perception.events import Stage
 from perception.pipeline import Pipeline, Stream
 from perception.processor import build_processor
@@ -183,6 +185,23 @@ def run_detector(images: list[np.ndarray], detector: Detector) -> RunResult:
 def _next(order: Iterator[int], lock: threading.Lock) -> int | None:
     with lock:
         return next(order, None)
+
+
+def check_ultralytics_decodes(model: str) -> None:
+    """Ultralytics decodes any ONNX, OpenVINO or TensorRT file as one of its own heads; a model without its
+    metadata (a YOLOX head, say) comes out as confident nonsense (class ids in the thousands), and so would
+    the baseline's figures. Such a model is refused (a PerceptionError) before anything is measured."""
+    if Path(model).suffix.lower() == ".pt":
+        return
+    from perception.detect.ultralytics import load_ultralytics
+
+    yolo = load_ultralytics().YOLO(model, task="detect")
+    yolo.predict(np.zeros((64, 64, 3), np.uint8), verbose=False)  # loads the model and reads its metadata
+    if not getattr(yolo.predictor.model, "metadata", None):
+        raise PerceptionError(
+            f"refused: {model} has no Ultralytics metadata (not an Ultralytics export, e.g. YOLOX), so "
+            "Ultralytics would decode its output as a head it is not"
+        )
 
 
 def run_ultralytics(spec: str, model: str, cfg: Config, limit: int | None) -> RunResult:

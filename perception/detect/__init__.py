@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from perception.config import Config, DetectorConfig
+from perception.errors import PerceptionError
 from perception.types import Detections
 
 
@@ -107,6 +108,8 @@ def create_detector(
 
 def _create(model_path: str | Path, cfg: Config, requests: int = 1) -> Detector:
     backend = resolve_backend(model_path, cfg.detector.backend)
+    if backend != "openvino":  # which says so itself
+        _check_model_folder(Path(model_path))
     if backend == "onnxruntime":
         from perception.detect.onnxruntime import OnnxRuntimeDetector as cls
     elif backend == "openvino":
@@ -120,3 +123,14 @@ def _create(model_path: str | Path, cfg: Config, requests: int = 1) -> Detector:
     else:
         raise ValueError(f"unknown detector backend {backend!r}")
     return cls(model_path, cfg, requests)
+
+
+def _check_model_folder(path: Path) -> None:
+    """A folder is read as an OpenVINO export (its one `.xml`); one without tells what it does hold."""
+    if not path.is_dir() or any(path.glob("*.xml")):
+        return
+    files = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".onnx", ".engine", ".plan", ".pt"))
+    hint = f"; pass the model file itself, e.g. --model {path / files[0]}" if files else ""
+    raise PerceptionError(
+        f"model folder {path} holds no model file: a folder must be an OpenVINO export with its .xml{hint}"
+    )

@@ -143,9 +143,11 @@ def choose_layout(
         return "end2end", f"{meta.describe()}: end2end is true"
     check_output_shape(shape)
     _, rows, cols = shape
-    if rows < cols:
-        return "ultralytics", f"output {shape} is 1 x (4 + classes) x anchors; {meta.describe()}"
     grid = yolox_anchors(input_hw)
+    # The class axis is the short one, except at tiny inputs, which have fewer anchors than a COCO model has
+    # classes (21 at 32 x 32): rows that are exactly the anchor count are anchors.
+    if rows < cols and rows not in (grid, 3 * grid):
+        return "ultralytics", f"output {shape} is 1 x (4 + classes) x anchors; {meta.describe()}"
     if cols == 6 and rows not in (grid, 3 * grid):
         return (
             "end2end",
@@ -265,7 +267,7 @@ class HeadDecoder:
         return shape[1] - 4
 
     def set_classes(self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str]) -> None:
-        self.taxonomy = Taxonomy(classes, class_names)
+        self.taxonomy = Taxonomy(classes, class_names, only=self.cfg.classes)
         self._num_classes = len(class_names)
 
     def fork(self, tensor: np.ndarray | None = None) -> HeadDecoder:

@@ -86,7 +86,11 @@ class Taxonomy:
     """
 
     def __init__(
-        self, classes: Mapping[str, Sequence[str]], class_names: Sequence[str], where: str = "config classes"
+        self,
+        classes: Mapping[str, Sequence[str]],
+        class_names: Sequence[str],
+        where: str = "config classes",
+        only: Sequence[str | int] | None = None,
     ) -> None:
         self.labels = list(classes)
         self.class_names = list(class_names)
@@ -109,6 +113,27 @@ class Taxonomy:
         if rest is not None:
             self.lut[self.lut < 0] = rest
         self.dropped = list(dict.fromkeys(self.class_names[i] for i in np.flatnonzero(self.lut < 0)))
+        if (
+            only is not None
+        ):  # `--classes` / detector.classes: just these (after `dropped`, which is the taxonomy's)
+            self.lut[~self._wanted(only, ids_by_name)] = -1
+
+    def _wanted(self, only: Sequence[str | int], ids_by_name: Mapping[str, object]) -> np.ndarray:
+        keep = np.zeros(len(self.class_names), bool)
+        last = len(self.class_names) - 1
+        for item in only:
+            if isinstance(item, int) and not 0 <= item <= last:
+                raise PerceptionError(f"detector.classes: {item} is no class index of the model (0-{last})")
+            if isinstance(item, str) and item not in ids_by_name:
+                raise PerceptionError(f"detector.classes: {item!r} is not a class of the model")
+            ids = [item] if isinstance(item, int) else np.atleast_1d(ids_by_name[item]).tolist()
+            if all(self.lut[i] < 0 for i in ids):
+                raise PerceptionError(
+                    f"detector.classes: {self.class_names[ids[0]]!r} is in no label of config classes, so "
+                    "it would never be reported"
+                )
+            keep[ids] = True
+        return keep
 
 
 def describe_dropped(dropped: Sequence[str], class_names: Sequence[str]) -> str | None:

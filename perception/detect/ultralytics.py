@@ -153,7 +153,7 @@ class UltralyticsDetector:
             )
         names = self.model.names
         self.class_names = class_names_from(names, len(names))
-        self.taxonomy = Taxonomy(classes, self.class_names)
+        self.taxonomy = Taxonomy(classes, self.class_names, only=cfg.classes)
         self.labels, self.dropped_classes = self.taxonomy.labels, self.taxonomy.dropped
         metadata = getattr(self.model.predictor.model, "metadata", None) or {}
         end2end = bool(metadata.get("end2end") or getattr(self.model.model, "end2end", False))

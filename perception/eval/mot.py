@@ -18,7 +18,8 @@ import numpy as np
 from perception.config import Config
 from perception.errors import PerceptionError
 from perception.processor import build_processor
-from perception.sources import IMAGE_SUFFIXES
+from perception.sinks import mot_rows_text
+from perception.sources import image_files
 from perception.track import iou_matrix
 from perception.types import Detections, Frame
 
@@ -83,22 +84,7 @@ def read_detections(path: Path) -> dict[int, Detections]:
 def write_results(path: Path, rows: np.ndarray) -> None:
     """A MOTChallenge result file (`frame,id,x,y,w,h,score,-1,-1,-1`) from rows (frame, id, x1..y2, score)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = np.column_stack(
-        (
-            rows[:, 0],
-            rows[:, 1],
-            rows[:, 2],
-            rows[:, 3],
-            rows[:, 4] - rows[:, 2],
-            rows[:, 5] - rows[:, 3],
-            rows[:, 6],
-        )
-    )
-    with path.open("w") as f:
-        for r in out:
-            f.write(
-                f"{int(r[0])},{int(r[1])},{r[2]:.2f},{r[3]:.2f},{r[4]:.2f},{r[5]:.2f},{r[6]:.4f},-1,-1,-1\n"
-            )
+    path.write_text(mot_rows_text(rows))
 
 
 def read_results(path: Path) -> np.ndarray:
@@ -247,7 +233,7 @@ def detect_sequence(image_dir: Path, detector, label_id: int) -> dict[int, Detec
     """Run a detector over a sequence's images (named by frame number) keeping one driving label."""
     import cv2
 
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images = image_files(image_dir)
     if not images:
         raise PerceptionError(f"no images in {image_dir}")
     out = {}

@@ -4,6 +4,8 @@ other and with the run (never that the machine is fast)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -176,3 +178,33 @@ def test_bad_arguments_fail_cleanly(cut_clip: Path, tmp_path: Path) -> None:
     assert result.returncode != 0 and "error:" in result.stderr
     missing = run_cli("bench", tmp_path / "none.mp4", "--model", YOLOX_ONNX, "--out", tmp_path)
     assert missing.returncode == 1 and "source not found" in missing.stderr
+
+
+def test_without_matplotlib_the_figures_are_kept(cut_clip: Path, tmp_path: Path) -> None:
+    """The plots need an optional library: without it, one line says so and bench.json and report.md
+    (written first) are all there. The library is made unimportable the way Python itself marks a module
+    missing (None in sys.modules)."""
+    args = ["bench", str(cut_clip), "--model", str(YOLOX_ONNX), "--imgsz", "384", "640", "--frames", "12"]
+    args += ["--warmup", "2", "--compare", "sequential", "--out", str(tmp_path)]
+    code = "import sys; sys.modules['matplotlib'] = None; from perception.cli import main; "
+    code += f"sys.exit(main({args!r}))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert [line for line in lines if "plots" in line] == [
+        "bench: no plots: matplotlib is not installed (pip install -e '.[bench]')"
+    ]
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert data["plots"] == [] and set(data["modes"]) == {"pipeline", "sequential"}
+    assert "| pipeline |" in (tmp_path / "report.md").read_text()
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_ultralytics_baseline_refused_for_a_model_it_cannot_decode(cut_clip: Path, tmp_path: Path) -> None:
+    """YOLOX has no Ultralytics metadata: Ultralytics would read its head as its own and report nonsense
+    (class ids in the thousands) at a confident speed. Refused in one line; the other modes are kept."""
+    pytest.importorskip("ultralytics")
+    data = bench(cut_clip, tmp_path, "--compare", "detector,ultralytics", "--frames", "12")
+    assert set(data["modes"]) == {"pipeline", "detector"}
+    assert "no Ultralytics metadata" in data["errors"]["ultralytics"]
+    assert "ultralytics left out: refused:" in (tmp_path / "report.md").read_text()

@@ -390,6 +390,7 @@ def test_letterbox_ultralytics_pads_centred_rgb_unit(frame_540: np.ndarray) -> N
     np.testing.assert_allclose(back, [[96, 45, 960, 540]], atol=1e-3)
 
 
+@pytest.mark.integration
 def test_a_batch_of_frames_of_several_sizes_detects_as_each_alone(yolox, highway_frame: np.ndarray) -> None:
     """Frames of several streams in one inference (YOLOX's batch axis): each frame letterboxed into its own
     row with its own mapping back, so every result equals that frame's own detect()."""

@@ -55,7 +55,7 @@ ENTRY = f"extra_detectors:\n  - model: {GTSDB_ONNX}\n"
         ),
         (
             ENTRY + "    classes: [traffic_sign]\n",
-            "extra_detectors[0].classes: Input should be a valid dictionary",
+            "extra_detectors[0].classes: Input should be an object",
         ),
         (ENTRY + "    classes: {}\n", "extra_detectors[0].classes: at least one label is needed"),
         (
@@ -66,7 +66,7 @@ ENTRY = f"extra_detectors:\n  - model: {GTSDB_ONNX}\n"
             ENTRY + "    classes: {traffic_sign: ['*']}\n    input_size: [100, 640]\n",
             "extra_detectors[0].input_size: height and width must be multiples of 32, got [100, 640]",
         ),
-        (f"extra_detectors:\n  model: {GTSDB_ONNX}\n", "extra_detectors: Input should be a valid list"),
+        (f"extra_detectors:\n  model: {GTSDB_ONNX}\n", "extra_detectors: Input should be a valid array"),
     ],
 )
 def test_malformed_entry_is_one_line_naming_the_key(tmp_path: Path, yaml_text: str, message: str) -> None:
