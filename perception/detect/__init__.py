@@ -100,6 +100,8 @@ def create_detector(
     if cfg.detector.backend == "auto" and backend in ("onnxruntime", "openvino"):
         from perception.detect.choose import choose_backend
 
+        if backend == "onnxruntime":
+            _check_model_folder(Path(model_path))
         detector, choice = choose_backend(model_path, cfg, requests, frames_from, _create)
         detector.choice = choice
         return detector

@@ -50,22 +50,29 @@ class Choice:
 
 
 def input_size(model: Path, configured: Sequence[int]) -> tuple[int, int]:
-    """The size the model will run at: its own fixed input size, else the configured one."""
-    import openvino as ov
-
-    from perception.detect.openvino import model_file
-
+    """The size the model will run at: its own fixed input size, else the configured one. Read quietly (ONNX
+    Runtime for ONNX, OpenVINO's IR reader for IR); a file neither reads is the runtimes' to report."""
+    dims: list = []
     try:
-        shape = ov.Core().read_model(str(model_file(model))).input(0).get_partial_shape()
-        if (
-            shape.rank.is_static
-            and shape.rank.get_length() == 4
-            and shape[2].is_static
-            and shape[3].is_static
-        ):
-            return shape[2].get_length(), shape[3].get_length()
+        if model.suffix.lower() == ".onnx":
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            opts.log_severity_level = 4
+            session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+            dims = list(session.get_inputs()[0].shape)
+        else:
+            import openvino as ov
+
+            from perception.detect.openvino import model_file
+
+            shape = ov.Core().read_model(str(model_file(model))).input(0).get_partial_shape()
+            dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
     except Exception:  # unreadable here: the runtimes will say why when they load it
-        pass
+        dims = []
+    if len(dims) == 4 and isinstance(dims[2], int) and isinstance(dims[3], int):
+        return dims[2], dims[3]
     return int(configured[0]), int(configured[1])
 
 

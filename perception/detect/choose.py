@@ -35,6 +35,7 @@ from perception.detect.choice_cache import (
     write_cached,
 )
 from perception.detect.machine import MachineInfo, machine_info
+from perception.detect.quantized import require_quantized
 from perception.errors import PerceptionError, first_line
 
 TRIAL_ROUNDS = 3
@@ -61,11 +62,8 @@ class Candidate:
 def trial_enabled(configured: bool) -> bool:
     """`detector.auto_trial`, unless PERCEPTION_AUTO_TRIAL=0 turns the trial off for this environment (test
     suites and CI, whose results must not depend on a timing race)."""
-    return configured and os.environ.get("PERCEPTION_AUTO_TRIAL", "1").strip().lower() not in (
-        "0",
-        "false",
-        "no",
-    )
+    setting = os.environ.get("PERCEPTION_AUTO_TRIAL", "1").strip().lower()
+    return configured and setting not in ("0", "false", "no")
 
 
 def openvino_default_precision(device: str = "CPU") -> str:
@@ -79,7 +77,7 @@ def openvino_default_precision(device: str = "CPU") -> str:
 
 
 def model_kind(path: Path) -> str:
-    """ "onnx" or "ir" (OpenVINO XML, or a folder holding one)."""
+    """The model's format: onnx, or ir (OpenVINO XML, or a folder holding one)."""
     if path.suffix.lower() == ".onnx":
         return "onnx"
     if path.suffix.lower() == ".xml" or (path.is_dir() and any(path.glob("*.xml"))):
@@ -238,6 +236,8 @@ def choose_backend(
         raise PerceptionError(f"model not found: {model}")
     machine = machine or machine_info()
     kind = model_kind(model)
+    if det_cfg.precision == "int8":  # the candidates set the precision of the rest: check the model here
+        require_quantized(model, "backend auto")
     cands = candidates(kind, machine, det_cfg.precision)
     trial = trial_enabled(det_cfg.auto_trial) and len(cands) > 1
     key = choice_key(
@@ -260,15 +260,13 @@ def choose_backend(
     if trial:
         detectors: dict[Candidate, object] = {}
         failed: list[str] = []
-        first_error: PerceptionError | None = None
         for c in cands:
             try:
                 detectors[c] = _load(model, cfg, requests, c, create)
-            except PerceptionError as exc:  # a runtime that cannot run this model is no candidate
-                failed.append(f"{c.name} failed to load: {first_line(exc)}")
-                first_error = first_error or exc
-        if not detectors:  # the model or the config is at fault, not a runtime: its own message
-            raise first_error
+            except PerceptionError as exc:
+                if not detectors:  # the first guess cannot load it: the model or config is at fault
+                    raise
+                failed.append(f"{c.name} failed to load: {first_line(exc)}")  # no candidate, said why
         fps = run_trial(detectors, _timing_images(frames))
     else:
         detectors = {cands[0]: _load(model, cfg, requests, cands[0], create)}

@@ -288,9 +288,12 @@ def test_frames_for_the_check_are_real_and_errors_are_named(tmp_path: Path) -> N
 
 def test_int8_precision_runs_quantized_models_and_refuses_float_ones(cfg: Config, highway_frame) -> None:
     assert is_quantized(YOLO26_INT8) and is_quantized(YOLOV8_IR) and not is_quantized(YOLOX_ONNX)
-    for backend in ("onnxruntime", "openvino"):
+    for backend in ("onnxruntime", "openvino", "auto"):
         with pytest.raises(PerceptionError, match="not quantized.*perception quantize"):
             create_detector(YOLOX_ONNX, with_detector(cfg, backend=backend, precision="int8"))
     ort = create_detector(YOLO26_INT8, with_detector(cfg, backend="onnxruntime", precision="int8"))
     ov = create_detector(YOLOV8_IR, with_detector(cfg, backend="openvino", precision="int8"))
-    assert len(ort.detect(highway_frame)) > 0 and len(ov.detect(highway_frame)) > 0
+    auto = create_detector(YOLOV8_IR, with_detector(cfg, backend="auto", precision="int8"))
+    assert auto.backend == "openvino" and auto.choice.backend == "openvino"
+    for detector in (ort, ov, auto):
+        assert len(detector.detect(highway_frame)) > 0
