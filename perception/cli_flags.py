@@ -83,6 +83,14 @@ FLAGS: dict[str, Flag] = {
         ("output", "show"),
         {"action": "store_const", "const": True, "help": "show the annotated frames in a window (q to stop)"},
     ),
+    "--serve": Flag(
+        ("monitor", "serve"),
+        {
+            "metavar": "HOST:PORT",
+            "help": "serve /metrics (Prometheus), /health (JSON) and a live view page over HTTP, e.g. "
+            "127.0.0.1:8080 (config monitor.serve)",
+        },
+    ),
     "--compare": Flag(
         ("bench", "compare"),
         {"metavar": "MODES", "help": "comma-separated baselines: sequential,detector,ultralytics,backends"},

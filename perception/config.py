@@ -265,6 +265,38 @@ class OutputConfig(_Strict):
     display_conf: Fraction = 0.25
 
 
+def parse_host_port(text: str) -> tuple[str, int]:
+    """'HOST:PORT' (IPv6 in brackets: '[::1]:8080') to (host, port); ValueError saying what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:8080, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 host goes in brackets, e.g. [::1]:8080, got {text!r}")
+    return host, int(port)
+
+
+class MonitorConfig(_Strict):
+    serve: str | None = None
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 75
+    max_fps: Annotated[float, Field(gt=0, le=100)] = 10.0
+    max_width: Annotated[int, Field(ge=32, le=8192)] = 960
+    fps_window_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+
+    @field_validator("serve")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to serve on, or None when monitoring is off."""
+        return None if self.serve is None else parse_host_port(self.serve)
+
+
 class BenchConfig(_Strict):
     warmup_frames: Annotated[int, Field(ge=0, le=1000)] = 10
     repeat: Annotated[int, Field(ge=1, le=100)] = 1
@@ -286,6 +318,7 @@ class Config(_Strict):
     ttc: TTCConfig = Field(default_factory=TTCConfig)
     fcw: FCWConfig = Field(default_factory=FCWConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     extra_detectors: list[ExtraDetectorConfig] = Field(default_factory=list)
 

@@ -143,6 +143,13 @@ class Pipeline:
         for lane in self._lanes:
             self._stop_lane(lane)
 
+    def counts(self, index: int) -> RunSummary:
+        """Stream `index`'s frame counts so far, from any thread while it runs: what monitoring reads."""
+        s, inbox = self.streams[index].summary, self._batcher.inboxes[index]
+        return RunSummary(
+            s.frames_grabbed, s.frames_processed, inbox.dropped, inbox.stale, s.frames_detector_unavailable
+        )
+
     @staticmethod
     def _stop_lane(lane: _Lane) -> None:
         lane.stop.set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import math
 import signal
 import sys
@@ -27,6 +28,7 @@ from perception.errors import PerceptionError
 from perception.events import (
     RunStatus,
 )
+from perception.monitor import Monitor
 from perception.outputs import RunFolder, check_display
 from perception.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.processor import build_processor
@@ -76,7 +78,7 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
         "when there are several (default: runs/NAME, numbered when it exists); one run at a time per folder",
     )
     run.add_argument("--config", help="YAML overriding configs/default.yaml")
-    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show")
+    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show", "--serve")
     run.add_argument(
         "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
     )
@@ -108,6 +110,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
     model = args.model or cfg.detector.default_model
     with contextlib.ExitStack() as resources:
         opened = _open_sources(resources, cfg, specs, out)
+        monitor = _open_monitor(resources, cfg, opened)
         throughput = not any(o.source.is_live for o in opened)
         requests = inference_requests(cfg.detector, throughput)
         # Backend auto checks reduced precision on real frames: the first stream's, when a file or folder.
@@ -118,7 +121,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         for extra in extras:
             resources.callback(extra.close)
         class_names = run_class_names(detector, extras)
-        relay = DetectorRelay(opened)
+        relay = DetectorRelay(opened, monitor)
         if hasattr(detector, "on_health"):  # a remote detector: its server's health, what to do while down
             detector.on_health = relay
             detector.outage_policy = "wait" if throughput else "drop"  # a replay loses no frame
@@ -136,6 +139,8 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         folder.created = False  # outputs exist now: the folder stays whatever happens
         streams, progress = _streams(opened, class_names)
         pipeline = Pipeline(detector, cfg, streams, extras)
+        for i, o in enumerate(opened if monitor is not None else []):
+            monitor.count_with(o.spec.name, functools.partial(pipeline.counts, i))
         status, failure, stop_signal = RunStatus.ERROR, None, []
         try:
             signal.signal(signal.SIGINT, default_handler)
@@ -167,7 +172,8 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         finally:
             late = None
             for o, stream in zip(opened, streams, strict=True):
-                problem = finish_stream(o, stream.summary, failure, status, folder.free_reserve)
+                ended = None if monitor is None else functools.partial(monitor.stream_ended, o.spec.name)
+                problem = finish_stream(o, stream.summary, failure, status, folder.free_reserve, ended)
                 late = late or problem
         if late is not None:
             raise late
@@ -189,6 +195,20 @@ def _open_sources(
         resources.callback(source.close)
         opened.append(OpenedStream(spec, scfg, source, out if len(specs) == 1 else out / spec.name, health))
     return opened
+
+
+def _open_monitor(resources: contextlib.ExitStack, cfg: Config, opened: list[OpenedStream]) -> Monitor | None:
+    """The HTTP monitor when `monitor.serve` (--serve) is set, every stream registered (listed from the
+    moment the address is printed) with its sink and its health events; before the detector loads, so a
+    port already in use fails the run at once."""
+    if cfg.monitor.address is None:
+        return None
+    monitor = resources.enter_context(Monitor(*cfg.monitor.address, cfg.monitor))
+    for o in opened:
+        o.monitor = resources.enter_context(contextlib.closing(monitor.stream(o.spec.name, o.source.name)))
+        o.health.monitor = functools.partial(monitor.on_source, o.spec.name)
+    print(f"perception: monitoring on {monitor.url} (/metrics, /health)", file=sys.stderr)
+    return monitor
 
 
 def _stream_config(cfg: Config, spec: StreamSpec) -> Config:
@@ -241,7 +261,7 @@ def _streams(opened: list[OpenedStream], class_names: list[str]):
     streams = []
     for o in opened:
         cfg = o.cfg
-        drawn = cfg.output.video or cfg.output.show
+        drawn = cfg.output.video or cfg.output.show or o.monitor is not None  # the live view is annotated too
         annotate = Annotator(cfg.labels, class_names) if drawn else None
         on_frame = (lambda _r, bar=progress: bar.update()) if progress is not None else None
         streams.append(Stream(o.source, build_processor(cfg), o.sinks, annotate, on_frame, o.spec.name))

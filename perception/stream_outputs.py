@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from perception.config import Config
 from perception.detect import Detector
@@ -28,6 +29,9 @@ from perception.sinks import DisplaySink, EventLog, Sink, TracksFile, VideoSink
 from perception.sources import Source
 from perception.streams import StreamSpec
 
+if TYPE_CHECKING:
+    from perception.monitor import Monitor
+
 
 @dataclass
 class OpenedStream:
@@ -40,6 +44,7 @@ class OpenedStream:
     health: HealthRelay
     events: EventLog | None = None
     sinks: list[Sink] = field(default_factory=list)
+    monitor: Sink | None = None  # its monitoring sink, with --serve
 
 
 def open_outputs(
@@ -75,6 +80,8 @@ def open_outputs(
                 labels=cfg.labels,
             )
         )
+    if o.monitor is not None:  # before the event log: its `sink` latency includes the monitor
+        o.sinks.insert(len(o.sinks) - (o.events is not None), o.monitor)
 
 
 def finish_stream(
@@ -83,11 +90,13 @@ def finish_stream(
     failure: StageError | None,
     status: RunStatus,
     make_room: Callable[[], None],
+    ended: Callable[[EndEvent], None] | None = None,
 ) -> StageError | None:
     """End a stream the same way whatever happened: its other outputs closed first (a failed video is cut
     back to its last whole fragment), the folder's reserved space given back (`make_room`: a full disk
     still takes the last lines), then the `error` line if the stream (or the run) failed, the `end` line,
-    and the log closed. Returns what failed here in a stream that had not failed, for the caller to raise."""
+    and the log closed; `ended` (the monitor) gets the `end` record too. Returns what failed here in a stream
+    that had not failed, for the caller to raise."""
     failure = summary.error or failure
     if failure is None and status is RunStatus.OK and summary.frames_processed == 0:
         failure = StageError("run", PerceptionError(nothing_processed(summary, o.source.name, o.cfg)))
@@ -104,11 +113,14 @@ def finish_stream(
     make_room()
     if failure is not None:
         status = RunStatus.ERROR
+    end = end_event(summary, status)
+    if ended is not None:
+        ended(end)
     if o.events is not None:
         try:
             if failure is not None:
                 o.events.event(ErrorEvent(failure.stage, one_line(failure.error)))
-            o.events.event(end_event(summary, status))
+            o.events.event(end)
             o.events.close()
         except PerceptionError as exc:
             if failure is None:  # the run itself went well: losing its log is the error
@@ -132,16 +144,20 @@ def end_event(summary: RunSummary, status: RunStatus) -> EndEvent:
 
 class HealthRelay:
     """A live source's state changes (connected, stalled, reconnecting, recovered, gave_up) while the run is
-    on: a `source` line in its events.jsonl and one line on stderr each. Called from the grab thread."""
+    on: a `source` line in its events.jsonl, one line on stderr each, and the monitor's health with --serve.
+    Called from the grab thread."""
 
     def __init__(self, name: str) -> None:
         self.prefix = f"{name}: " if name else ""
         self.events: EventLog | None = None
+        self.monitor: Callable[[SourceEvent], None] | None = None
         self.active = False
 
     def __call__(self, event: SourceEvent) -> None:
         if not self.active:
             return
+        if self.monitor is not None:
+            self.monitor(event)
         if self.events is not None:
             self.events.event(event)
         print(f"perception: {self.prefix}{event.describe()}", file=sys.stderr)
@@ -149,16 +165,20 @@ class HealthRelay:
 
 class DetectorRelay:
     """The shared detector's server health (a Triton server going away and coming back): a `detector` line
-    in every stream's events.jsonl and one line on stderr. Called from a detect thread."""
+    in every stream's events.jsonl, one line on stderr, and the monitor's health with --serve. Called from
+    a detect thread."""
 
-    def __init__(self, opened: list[OpenedStream]) -> None:
+    def __init__(self, opened: list[OpenedStream], monitor: Monitor | None = None) -> None:
         self.opened = opened
+        self.monitor = monitor
         self.active = False
 
     def __call__(self, state: str, fields: dict) -> None:
         if not self.active:
             return
         event = DetectorEvent(DetectorState(state), **fields)
+        if self.monitor is not None:
+            self.monitor.on_detector(event)
         for o in self.opened:
             if o.events is not None:
                 o.events.event(event)
