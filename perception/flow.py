@@ -19,6 +19,9 @@ _FLOW_INSET = 0.2  # keep the grid this far inside the box, off the background
 _FLOW_MIN_POINTS = 8
 _FLOW_FB_MAX_PX = 0.7  # forward-backward disagreement beyond this: the point is not trusted
 _FLOW_MARGIN_PX = 16  # room around the boxes for the points' motion between frames
+_GRID_FRAC = np.linspace(_FLOW_INSET, 1 - _FLOW_INSET, _FLOW_GRID)
+_PAIR_I, _PAIR_J = np.triu_indices(_FLOW_GRID * _FLOW_GRID, 1)  # each pair of grid points once
+_LK = dict(winSize=(7, 7), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01))
 
 
 def flow_scale(prev_gray: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) -> np.ndarray:
@@ -32,9 +35,8 @@ def flow_scale(prev_gray: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) 
     if len(usable) == 0:
         return out
     b = prev_boxes[usable]
-    frac = np.linspace(_FLOW_INSET, 1 - _FLOW_INSET, _FLOW_GRID)
-    xs = b[:, 0, None] + (b[:, 2] - b[:, 0])[:, None] * frac  # (M, G)
-    ys = b[:, 1, None] + (b[:, 3] - b[:, 1])[:, None] * frac
+    xs = b[:, 0, None] + (b[:, 2] - b[:, 0])[:, None] * _GRID_FRAC  # (M, G)
+    ys = b[:, 1, None] + (b[:, 3] - b[:, 1])[:, None] * _GRID_FRAC
     pts = np.stack(np.broadcast_arrays(xs[:, None, :], ys[:, :, None]), axis=-1).reshape(-1, 1, 2)
     # Work on the region around the boxes only: the pyramids are built over it, not the whole frame.
     margin = _FLOW_MARGIN_PX + 0.3 * heights[usable].max()
@@ -43,21 +45,23 @@ def flow_scale(prev_gray: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) 
     y1 = min(int(b[:, 3].max() + margin) + 1, gray.shape[0])
     prev_gray, gray = prev_gray[y0:y1, x0:x1], gray[y0:y1, x0:x1]
     pts = (pts - np.array([x0, y0])).astype(np.float32)
-    lk = dict(
-        winSize=(7, 7), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01)
-    )
-    nxt, ok_fwd, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **lk)
-    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, nxt, None, **lk)
+    nxt, ok_fwd, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **_LK)
+    back, ok_back, _ = cv2.calcOpticalFlowPyrLK(gray, prev_gray, nxt, None, **_LK)
     p = _FLOW_GRID * _FLOW_GRID
-    fb_err = np.linalg.norm((back - pts).reshape(-1, p, 2), axis=2)
+    fb = (back - pts).reshape(-1, p, 2)
+    fb_err = np.sqrt(fb[..., 0] * fb[..., 0] + fb[..., 1] * fb[..., 1])  # np.linalg.norm's sum, in float32
     valid = (ok_fwd.reshape(-1, p) == 1) & (ok_back.reshape(-1, p) == 1) & (fb_err < _FLOW_FB_MAX_PX)
     p0, p1 = pts.reshape(-1, p, 2).astype(np.float64), nxt.reshape(-1, p, 2).astype(np.float64)
-    d0 = np.linalg.norm(p0[:, :, None] - p0[:, None, :], axis=3)
-    d1 = np.linalg.norm(p1[:, :, None] - p1[:, None, :], axis=3)
-    upper = np.triu(np.ones((p, p), bool), 1)
-    pair = valid[:, :, None] & valid[:, None, :] & upper & (d0 > 0.25 * heights[usable, None, None])
-    ratios = np.where(pair, d1 / np.where(d0 > 0, d0, 1), np.nan).reshape(len(usable), -1)
+    d0, d1 = _pair_distances(p0), _pair_distances(p1)  # (M, pairs)
+    pair = valid[:, _PAIR_I] & valid[:, _PAIR_J] & (d0 > 0.25 * heights[usable, None])
+    ratios = np.where(pair, d1 / np.where(d0 > 0, d0, 1), np.nan)
     enough = valid.sum(1) >= _FLOW_MIN_POINTS
     scale = nanmedian_rows(ratios)
     out[usable] = np.where(enough, scale, np.nan)
     return out
+
+
+def _pair_distances(points: np.ndarray) -> np.ndarray:
+    """(M, P, 2) points -> (M, P (P - 1) / 2) distances between each pair of a row's points, once each."""
+    d = points[:, _PAIR_I] - points[:, _PAIR_J]
+    return np.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1])
