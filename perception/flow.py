@@ -24,10 +24,26 @@ _PAIR_I, _PAIR_J = np.triu_indices(_FLOW_GRID * _FLOW_GRID, 1)  # each pair of g
 _LK = dict(winSize=(7, 7), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01))
 
 
+def flow_region(prev_boxes: np.ndarray, frame_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The part of both frames (x0, y0, x1, y1) that `flow_scale` reads for these boxes: around those big
+    enough to measure, with room for their motion; None where none is. It grows with the set of boxes, so
+    the region of some boxes lies within that of any set holding them."""
+    heights = prev_boxes[:, 3] - prev_boxes[:, 1]
+    b = prev_boxes[heights >= MIN_BOX_PX]
+    if len(b) == 0:
+        return None
+    margin = _FLOW_MARGIN_PX + 0.3 * heights[heights >= MIN_BOX_PX].max()
+    x0, y0 = (max(int(b[:, i].min() - margin), 0) for i in (0, 1))
+    x1 = min(int(b[:, 2].max() + margin) + 1, frame_hw[1])
+    y1 = min(int(b[:, 3].max() + margin) + 1, frame_hw[0])
+    return x0, y0, x1, y1
+
+
 def flow_scale(prev_gray: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) -> np.ndarray:
     """Per box, how much the object grew between two frames: the median ratio of distances between
     pairs of points tracked by pyramidal Lucas-Kanade from a grid inside the box (inset, to stay on
-    the object). NaN where the box is too small or too few points track both ways consistently."""
+    the object). NaN where the box is too small or too few points track both ways consistently.
+    Only `flow_region(prev_boxes)` of either frame is read."""
     m = len(prev_boxes)
     out = np.full(m, np.nan)
     heights = prev_boxes[:, 3] - prev_boxes[:, 1]
@@ -39,10 +55,7 @@ def flow_scale(prev_gray: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) 
     ys = b[:, 1, None] + (b[:, 3] - b[:, 1])[:, None] * _GRID_FRAC
     pts = np.stack(np.broadcast_arrays(xs[:, None, :], ys[:, :, None]), axis=-1).reshape(-1, 1, 2)
     # Work on the region around the boxes only: the pyramids are built over it, not the whole frame.
-    margin = _FLOW_MARGIN_PX + 0.3 * heights[usable].max()
-    x0, y0 = (max(int(b[:, i].min() - margin), 0) for i in (0, 1))
-    x1 = min(int(b[:, 2].max() + margin) + 1, gray.shape[1])
-    y1 = min(int(b[:, 3].max() + margin) + 1, gray.shape[0])
+    x0, y0, x1, y1 = flow_region(prev_boxes, gray.shape[:2])
     prev_gray, gray = prev_gray[y0:y1, x0:x1], gray[y0:y1, x0:x1]
     pts = (pts - np.array([x0, y0])).astype(np.float32)
     nxt, ok_fwd, _ = cv2.calcOpticalFlowPyrLK(prev_gray, gray, pts, None, **_LK)

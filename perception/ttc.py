@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from perception.config import TTCConfig
-from perception.flow import flow_scale
+from perception.flow import flow_region, flow_scale
 from perception.linefit import fit_lines, fuse, nanmedian_rows
 from perception.types import Tracks
 
@@ -45,7 +45,8 @@ class TTCEstimator:
         self._state = _new_state(capacity)
         self._slot_of: dict[int, int] = {}
         self._free_slots = list(range(capacity - 1, -1, -1))
-        self._prev_gray: np.ndarray | None = None
+        self._prev_gray: np.ndarray | None = None  # the last frame, in grey where the flow may read it
+        self._gray_buffers: list[np.ndarray] = []  # two frame-sized images, filled in turn
         self._prev_t_s = -np.inf
         self._frame_slots = np.zeros(0, np.int64)
 
@@ -74,9 +75,11 @@ class TTCEstimator:
         """
         cfg = self.cfg
         self._release_stale(t_s)
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image is not None else None
+        gray = self._gray_buffer(image.shape[:2]) if image is not None else None
         n = len(tracks)
         if n == 0:
+            if gray is not None:
+                self._to_gray(image, gray, self._state["last_box"][self._state["last_t_s"] == t_s])
             self._prev_gray, self._prev_t_s, self._frame_slots = gray, t_s, np.zeros(0, np.int64)
             return tracks.ttc_s
         boxes = tracks.boxes_xyxy.astype(np.float64)
@@ -84,16 +87,25 @@ class TTCEstimator:
         slots = np.fromiter((self._slot(int(i)) for i in tracks.ids), np.int64, n)
         self._frame_slots = slots
         st = self._state
-        st["first_t_s"][slots] = np.where(np.isnan(st["first_t_s"][slots]), t_s, st["first_t_s"][slots])
+        first_t_s = st["first_t_s"][slots]
+        first_t_s[np.isnan(first_t_s)] = t_s
+        st["first_t_s"][slots] = first_t_s
 
         # Growth since the track's last frame: flow where wanted and possible, else the box.
         last_box = st["last_box"][slots]
         ratio = _box_ratio(boxes, last_box, cut | st["last_cut"][slots])
         linked = st["last_t_s"][slots] == self._prev_t_s
         by_flow = np.zeros(n, bool)
-        if gray is not None and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
-            rows = np.flatnonzero(linked if precise is None else linked & precise)
-            if len(rows):
+        rows = np.flatnonzero(linked if precise is None else linked & precise)
+        if gray is not None:
+            same_size = self._prev_gray is not None and self._prev_gray.shape == gray.shape
+            # Where this frame's flow reads it, and the next frame's: its tracks are this frame's, or ones
+            # last seen at this same timestamp.
+            linkable = st["last_box"][st["last_t_s"] == t_s]
+            self._to_gray(
+                image, gray, np.vstack((last_box[rows] if same_size else last_box[:0], boxes, linkable))
+            )
+            if same_size and len(rows):
                 flow = flow_scale(self._prev_gray, gray, last_box[rows])
                 ratio[rows] = np.where(np.isfinite(flow), flow, ratio[rows])
                 by_flow[rows] = np.isfinite(flow)
@@ -125,13 +137,14 @@ class TTCEstimator:
         # Carry distances where the bottom is cut: distance x size stays the object's real size x focal.
         k_now = nanmedian_rows(np.where(recent, dist_hist / inv_hist, np.nan))
         measured = np.isfinite(dist)
-        st["k_ref"][slots] = np.where(np.isfinite(k_now), k_now, st["k_ref"][slots])
+        k_ref = np.where(np.isfinite(k_now), k_now, st["k_ref"][slots])
         with np.errstate(invalid="ignore", divide="ignore"):
             rel_std = dist_std / dist
-        st["k_rel_std"][slots] = np.where(measured, rel_std, st["k_rel_std"][slots])
-        carried = ~measured & np.isfinite(st["k_ref"][slots])
-        dist = np.where(carried, st["k_ref"][slots] * inv_size, dist)
-        dist_std = np.where(carried, dist * st["k_rel_std"][slots], dist_std)
+        k_rel_std = np.where(measured, rel_std, st["k_rel_std"][slots])
+        st["k_ref"][slots], st["k_rel_std"][slots] = k_ref, k_rel_std
+        carried = ~measured & np.isfinite(k_ref)
+        dist = np.where(carried, k_ref * inv_size, dist)
+        dist_std = np.where(carried, dist * k_rel_std, dist_std)
         tracks.dist_m[:], tracks.dist_std_m[:] = dist, dist_std
 
         # Both cues in one fit: rows 0..n-1 the scale histories, n..2n-1 the distance histories; fused by
@@ -168,11 +181,11 @@ class TTCEstimator:
             closing_mps = dist / ttc
         plausible = (
             np.isfinite(ttc)
-            & (t_s - st["first_t_s"][slots] >= cfg.min_age_s - 1e-9)
+            & (t_s - first_t_s >= cfg.min_age_s - 1e-9)
             & (boxes[:, 3] - boxes[:, 1] >= cfg.min_box_px)
             & (std <= cfg.max_rel_std * ttc)
             & (closing_mps <= cfg.max_closing_mps)  # needs a distance, measured or carried
-            & (st["agree"][slots] == _AGREE)
+            & (verdict == _AGREE)
         )
         tracks.ttc_s[:], tracks.ttc_std_s[:], tracks.ttc_plausible[:] = ttc, std, plausible
         return tracks.ttc_s
@@ -196,6 +209,22 @@ class TTCEstimator:
         fit = fit_lines(dt, lat, use, cfg.min_samples, cfg.min_span_s)
         speed, std = fit.floored(edge_m.astype(np.float64) ** 2).slope()
         tracks.lateral_speed_mps[:], tracks.lateral_speed_std_mps[:] = speed, std
+
+    def _gray_buffer(self, frame_hw: tuple[int, int]) -> np.ndarray:
+        """The frame-sized grey image to fill now: not the one holding the previous frame."""
+        if not self._gray_buffers or self._gray_buffers[0].shape != frame_hw:
+            self._gray_buffers = [np.empty(frame_hw, np.uint8) for _ in range(2)]
+        first, second = self._gray_buffers
+        return second if first is self._prev_gray else first
+
+    @staticmethod
+    def _to_gray(image: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) -> None:
+        """Convert to grey only the part of the frame the flow reads around these boxes (the whole frame
+        would cost more than the flow itself); the rest of `gray` is left as it was, never read."""
+        region = flow_region(prev_boxes, gray.shape)
+        if region is not None:
+            x0, y0, x1, y1 = region
+            cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY, dst=gray[y0:y1, x0:x1])
 
     def _slot(self, track_id: int) -> int:
         slot = self._slot_of.get(track_id)
