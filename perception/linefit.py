@@ -96,27 +96,38 @@ def fit_lines(
 ) -> LineFit:
     """Fit each row's samples `y` at times `dt_s` (<= 0, relative to now) where `use` is set; the
     uncertainties are those the residuals show (`LineFit.floored` adds what they cannot)."""
-    for attempt in range(2):
-        n = use.sum(1)
-        n_safe = np.maximum(n, 1)
-        x = np.where(use, dt_s, 0.0)
-        yy = np.where(use, y, 0.0)
-        x_mean, y_mean = x.sum(1) / n_safe, yy.sum(1) / n_safe
-        xc = np.where(use, dt_s - x_mean[:, None], 0.0)
-        sxx = (xc**2).sum(1)
-        b = np.divide((xc * (yy - y_mean[:, None])).sum(1), sxx, out=np.zeros_like(sxx), where=sxx > 0)
-        a = y_mean - b * x_mean
-        resid = np.where(use, y - (a[:, None] + b[:, None] * dt_s), 0.0)
-        if attempt == 0:  # drop samples beyond 3 robust sigmas (MAD), keep the rest, fit again
-            mad = nanmedian_rows(np.where(use, np.abs(resid), np.nan), empty=0.0)
-            limit = _OUTLIER_SIGMAS * 1.4826 * mad
-            kept = use & (np.abs(resid) <= limit[:, None] + 1e-12)
-            use = np.where((kept.sum(1) >= min_samples)[:, None], kept, use)
+    fit = _least_squares(dt_s, y, use)
+    n, x, x_mean, sxx, a, b, resid = fit
+    # Drop samples beyond 3 robust sigmas (MAD), keep the rest (if enough), and fit again the rows that lost
+    # some: rows are fitted independently, the others' second fit would repeat their first.
+    mad = nanmedian_rows(np.where(use, np.abs(resid), np.nan), empty=0.0)
+    limit = _OUTLIER_SIGMAS * 1.4826 * mad
+    kept = use & (np.abs(resid) <= limit[:, None] + 1e-12)
+    refit = np.flatnonzero((kept.sum(1) >= min_samples) & (kept != use).any(1))
+    if len(refit):
+        for whole, part in zip(fit, _least_squares(dt_s[refit], y[refit], kept[refit]), strict=True):
+            whole[refit] = part
     s2 = (resid**2).sum(1) / np.maximum(n - 2, 1)
-    span = -x.min(1) if dt_s.size else np.zeros(len(dt_s))  # x: dt_s where used, from the last fit
+    span = -x.min(1) if dt_s.size else np.zeros(len(dt_s))  # x: dt_s where used
     ok = (n >= min_samples) & (span >= min_span_s) & (sxx > 0)
     unset = np.zeros_like(a)
     return LineFit(a, b, unset, unset, unset, ok, s2, n, x_mean, sxx)._with_s2(np.maximum(s2, 0.0))
+
+
+def _least_squares(dt_s: np.ndarray, y: np.ndarray, use: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per row, the samples used, their times (0 where unused), mean time, spread in time, the line's a
+    and b, and the residuals (0 where unused)."""
+    n = use.sum(1)
+    n_safe = np.maximum(n, 1)
+    x = np.where(use, dt_s, 0.0)
+    yy = np.where(use, y, 0.0)
+    x_mean, y_mean = x.sum(1) / n_safe, yy.sum(1) / n_safe
+    xc = np.where(use, dt_s - x_mean[:, None], 0.0)
+    sxx = (xc**2).sum(1)
+    b = np.divide((xc * (yy - y_mean[:, None])).sum(1), sxx, out=np.zeros_like(sxx), where=sxx > 0)
+    a = y_mean - b * x_mean
+    resid = np.where(use, y - (a[:, None] + b[:, None] * dt_s), 0.0)
+    return n, x, x_mean, sxx, a, b, resid
 
 
 def fuse(
