@@ -38,20 +38,28 @@ class TrackMemory:
         self._ids = np.zeros(0, np.int64)
         self._seen_s = np.zeros(0)
         self._cols = {name: np.zeros(0, dtype) for name, (dtype, _) in defaults.items()}
+        self._last_get: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None = None
 
     def get(self, ids: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(known mask, values per column) for these IDs; defaults where unknown."""
+        """(known mask, values per column) for these IDs; defaults where unknown. The same IDs asked again
+        before a `put` (a frame asks twice) get the same answer, not computed again: do not modify it."""
+        last = self._last_get
+        if last is not None and np.array_equal(last[0], ids):
+            return last[1], last[2]
         idx = np.minimum(np.searchsorted(self._ids, ids), max(len(self._ids) - 1, 0))
         known = (self._ids[idx] == ids) if len(self._ids) else np.zeros(len(ids), bool)
         values = {
             name: np.where(known, self._cols[name][idx] if len(self._ids) else fill, fill).astype(dtype)
             for name, (dtype, fill) in self._defaults.items()
         }
+        self._last_get = ids.copy(), known, values
         return known, values
 
     def put(self, ids: np.ndarray, t_s: float, values: dict[str, np.ndarray]) -> None:
         """Store these IDs' values as of t_s; keep the others' until they expire."""
-        keep = ~np.isin(self._ids, ids) & (self._seen_s >= t_s - self._keep_s)
+        self._last_get = None
+        # np.isin, without its overhead for these few live tracks
+        keep = ~(self._ids[:, None] == ids).any(1) & (self._seen_s >= t_s - self._keep_s)
         all_ids = np.concatenate((self._ids[keep], ids))
         order = np.argsort(all_ids, kind="stable")
         self._ids = all_ids[order]

@@ -21,6 +21,7 @@ from perception.types import Detections, Tracks
 
 _MIN_SIZE_PX = 1.0
 _EPS_S = 1e-6
+_POS, _STATE = np.arange(4), np.arange(8)  # indices of the position part of the state, of all of it
 
 
 class TrackState(enum.IntEnum):
@@ -65,8 +66,7 @@ def _assign(score: np.ndarray, admissible: np.ndarray) -> tuple[np.ndarray, np.n
     only_col = admissible.argmax(1)
     lone = np.flatnonzero((row_count == 1) & (col_count[only_col] == 1))
     rows, cols = [lone], [only_col[lone]]
-    contested_rows = np.flatnonzero(row_count > 1)
-    contested_rows = np.union1d(contested_rows, np.flatnonzero((row_count == 1) & (col_count[only_col] > 1)))
+    contested_rows = np.flatnonzero((row_count > 1) | ((row_count == 1) & (col_count[only_col] > 1)))
     if len(contested_rows):
         contested_cols = np.flatnonzero(admissible[contested_rows].any(0))
         sub = score[np.ix_(contested_rows, contested_cols)]
@@ -116,12 +116,11 @@ class KalmanBank:
         if dt_s <= 0 or len(self.x) == 0:
             return
         F = np.eye(8)
-        F[:4, 4:] = np.eye(4) * dt_s
+        F[_POS, _POS + 4] = dt_s
         q = self.process_noise(dt_s)
         self.x = self.x @ F.T
         self.P = F @ self.P @ F.T
-        idx = np.arange(8)
-        self.P[:, idx, idx] += q
+        self.P[:, _STATE, _STATE] += q
         np.maximum(self.x[:, 2:4], _MIN_SIZE_PX, out=self.x[:, 2:4])
 
     def measurement_noise(self, z_cxcywh: np.ndarray) -> np.ndarray:
@@ -298,7 +297,7 @@ class Tracker:
         shown = np.flatnonzero((self._states == TrackState.CONFIRMED) & (seen | carried))
         return Tracks.new(
             self._ids[shown],
-            self._kf.boxes_xyxy()[shown],
+            cxcywh_to_xyxy(self._kf.x[shown, :4]),
             self._scores[shown],
             self._class_ids[shown],
             self._label_ids[shown],

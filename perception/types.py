@@ -97,7 +97,8 @@ class Tracks:
     ) -> Tracks:
         """Tracks as a tracker reports them: estimates unknown, nothing in path yet."""
         n = len(ids)
-        unknown = [np.full(n, np.nan, np.float32) for _ in range(9)]
+        unknown = np.full((9, n), np.nan, np.float32)  # one block: its rows are the columns
+        flags = np.zeros((5, n), bool)
         return cls(
             np.asarray(ids, np.int64),
             np.asarray(boxes_xyxy, np.float32).reshape(n, 4),
@@ -105,9 +106,9 @@ class Tracks:
             np.asarray(class_ids, np.int32),
             np.asarray(label_ids, np.int32),
             *unknown[:3],  # ttc_s, ttc_std_s, dist_m
-            np.zeros(n, bool),  # in_path
+            flags[0],  # in_path
             *unknown[3:],  # dist_std_m, lateral_m, lateral_std_m, width_m, lateral speed and its std
-            *(np.zeros(n, bool) for _ in range(4)),  # truncated, ttc_plausible, lead, cut_in
+            *flags[1:],  # truncated, ttc_plausible, lead, cut_in
         )
 
     @classmethod
