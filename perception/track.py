@@ -30,6 +30,10 @@ class TrackState(enum.IntEnum):
     LOST = 2  # confirmed, unmatched now; kept up to max_lost_s to bridge occlusions and misses
 
 
+# The states as plain ints for numpy: comparing an array with an IntEnum member costs ~3 us more each time.
+_TENTATIVE, _CONFIRMED, _LOST = int(TrackState.TENTATIVE), int(TrackState.CONFIRMED), int(TrackState.LOST)
+
+
 def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     """Pairwise IoU, (len(a), len(b)), in float32, one coordinate at a time (no (N, M, 2) temporaries)."""
     a = a_xyxy.astype(np.float32, copy=False)
@@ -209,7 +213,7 @@ class Tracker:
         weak = np.flatnonzero(detections.scores < cfg.high_score_threshold)
         t1, d1 = self._associate(all_tracks, strong, predicted, detections, cfg.match_iou_threshold)
         left = _others(len(self._ids), t1)
-        left_confirmed = left[self._states[left] == TrackState.CONFIRMED]
+        left_confirmed = left[self._states[left] == _CONFIRMED]
         t2, d2 = self._associate(left_confirmed, weak, predicted, detections, cfg.weak_match_iou_threshold)
         matched_t, matched_d = np.concatenate((t1, t2)), np.concatenate((d1, d2))
 
@@ -220,18 +224,18 @@ class Tracker:
         self._last_s[matched_t] = t_s
         old_enough = t_s - self._first_s[matched_t] >= cfg.confirm_s - _EPS_S
         self._states[matched_t] = np.where(
-            (self._states[matched_t] != TrackState.TENTATIVE) | old_enough,
-            TrackState.CONFIRMED,
-            TrackState.TENTATIVE,
+            (self._states[matched_t] != _TENTATIVE) | old_enough,
+            _CONFIRMED,
+            _TENTATIVE,
         )
 
         unmatched = np.ones(len(self._ids), bool)
         unmatched[matched_t] = False
         missed = unmatched & self._observed  # looked for and not found
         self._class_seen_s[self._observed] = t_s
-        self._states[missed & (self._states == TrackState.CONFIRMED)] = TrackState.LOST
+        self._states[missed & (self._states == _CONFIRMED)] = _LOST
         # A tentative track missed once is dropped: most are detector flicker.
-        keep = ~(missed & (self._states == TrackState.TENTATIVE))
+        keep = ~(missed & (self._states == _TENTATIVE))
 
         unclaimed = np.ones(len(detections), bool)
         unclaimed[d1] = False
@@ -284,7 +288,7 @@ class Tracker:
         self._label_ids = np.concatenate((self._label_ids, detections.label_ids[rows]))
         self._class_ids = np.concatenate((self._class_ids, detections.class_ids[rows]))
         self._scores = np.concatenate((self._scores, detections.scores[rows]))
-        state = TrackState.CONFIRMED if confirmed else TrackState.TENTATIVE
+        state = _CONFIRMED if confirmed else _TENTATIVE
         self._states = np.concatenate((self._states, np.full(n, state, np.int8)))
         self._first_s = np.concatenate((self._first_s, np.full(n, t_s)))
         self._last_s = np.concatenate((self._last_s, np.full(n, t_s)))
@@ -294,7 +298,7 @@ class Tracker:
     def _report(self, t_s: float) -> Tracks:
         seen = self._last_s == t_s
         carried = ~self._observed & (self._last_s == self._class_seen_s)  # matched when last looked for
-        shown = np.flatnonzero((self._states == TrackState.CONFIRMED) & (seen | carried))
+        shown = np.flatnonzero((self._states == _CONFIRMED) & (seen | carried))
         return Tracks.new(
             self._ids[shown],
             cxcywh_to_xyxy(self._kf.x[shown, :4]),

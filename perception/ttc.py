@@ -240,10 +240,12 @@ class TTCEstimator:
         if not self._slot_of:
             return
         horizon = t_s - 2 * self.cfg.window_s
-        stale = [tid for tid, slot in self._slot_of.items() if self._state["last_t_s"][slot] < horizon]
-        if not stale:
+        slots = np.fromiter(self._slot_of.values(), np.int64, len(self._slot_of))
+        stale = np.flatnonzero(self._state["last_t_s"][slots] < horizon)
+        if not len(stale):
             return
-        freed = np.array([self._slot_of.pop(tid) for tid in stale])
+        ids = list(self._slot_of)  # in the order of `slots`
+        freed = np.array([self._slot_of.pop(ids[k]) for k in stale])
         for ring in self._ring.values():
             ring[freed] = np.nan
         self._write_pos[freed] = 0
