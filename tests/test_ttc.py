@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
+import cv2
 import numpy as np
 import pytest
 
@@ -249,3 +250,56 @@ def test_nanmedian_rows_matches_numpy(shape: tuple[int, int]) -> None:
             warnings.simplefilter("ignore", RuntimeWarning)
             expected = np.nanmedian(values, axis=1) if shape[1] else np.full(shape[0], np.nan)
         np.testing.assert_allclose(nanmedian_rows(values), expected, equal_nan=True)
+
+
+class _WholeFrameGrey(TTCEstimator):
+    """The estimator as it was: the whole frame converted to grey on every frame."""
+
+    @staticmethod
+    def _to_gray(image: np.ndarray, gray: np.ndarray, prev_boxes: np.ndarray) -> None:
+        cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=gray)
+
+
+def test_grey_converted_only_where_the_flow_reads_changes_nothing(cfg: Config) -> None:
+    """The estimator converts only the parts of a frame the optical flow reads, now and at the next frame;
+    the rest of its grey buffers is stale. Its results must be those of a whole-frame conversion, through
+    tracks that come and go, a frame without tracks and a repeated timestamp."""
+    texture = cv2.GaussianBlur(
+        np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8), (0, 0), 1.5
+    )
+    base = [np.array(b, float) for b in ((100, 80, 160, 140), (200, 60, 260, 130), (30, 150, 90, 220))]
+    # (t_s, track IDs present): IDs 1-3 are the boxes above, zoomed with the frame
+    schedule = [(k * DT, (1, 2, 3)) for k in range(6)] + [
+        (6 * DT, (1, 2)),
+        (7 * DT, ()),
+        (8 * DT, (1, 3)),
+        (9 * DT, (1, 2)),
+        (9 * DT, (1, 3)),
+        (10 * DT, (1, 2, 3)),
+        (11 * DT, (2, 3)),
+    ]
+    estimators = {
+        "regions": TTCEstimator(cfg.ttc),
+        "whole": _WholeFrameGrey(cfg.ttc),
+        "boxes": TTCEstimator(cfg.ttc),
+    }
+    results: dict[str, list[np.ndarray]] = {name: [] for name in estimators}
+    for k, (t_s, ids) in enumerate(schedule):
+        scale = 1.0 + 0.02 * k  # the scene zooms about the centre: every object approaches
+        warp = np.float32([[scale, 0, (1 - scale) * 160], [0, scale, (1 - scale) * 120]])
+        image = cv2.warpAffine(texture, warp, (320, 240), borderMode=cv2.BORDER_REFLECT)
+        centre = np.array([160.0, 120.0, 160.0, 120.0])
+        boxes = [(base[i - 1] - centre) * scale + centre for i in ids]
+        for name, est in estimators.items():
+            tracks = _tracks(boxes, list(ids))
+            tracks.dist_m[:] = 20.0 / scale
+            tracks.dist_std_m[:] = 1.0
+            est.update(tracks, t_s, None if name == "boxes" else image)
+            results[name].append(np.concatenate((tracks.ttc_s, tracks.ttc_std_s, tracks.ttc_plausible)))
+    for regions, whole in zip(results["regions"], results["whole"], strict=True):
+        np.testing.assert_array_equal(regions, whole)
+    flow_used = [
+        not np.array_equal(a, b, equal_nan=True)
+        for a, b in zip(results["regions"], results["boxes"], strict=True)
+    ]
+    assert any(flow_used)  # the flow measured the growth (else this test would compare box sizes only)
