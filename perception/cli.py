@@ -2,7 +2,7 @@
 
 Every failure a user can fix ends as one line on stderr (`error: ...`) and a non-zero exit; whatever
 was produced before it stays on disk, flushed and closed. Ctrl-C at any moment, start-up included,
-exits with 130 and no traceback.
+exits with 130 and no traceback; SIGTERM the same way with 143.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ try:  # Ctrl-C while the libraries load (a second or two): exit 130 without a tr
     from perception.detector_cli import run as run_detector_command
     from perception.errors import PerceptionError
     from perception.pipeline import StageError
-    from perception.run import EXIT_SIGINT, add_run_command, one_line, run
+    from perception.run import add_run_command, one_line, run
 
     interrupts.check()
 except BaseException:
@@ -154,14 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         interrupts.check()
         return _main(argv)
-    except KeyboardInterrupt:  # Ctrl-C before the pipeline's own handler is in place (start-up)
-        print("error: interrupted", file=sys.stderr)
-        return EXIT_SIGINT
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the pipeline's own handler is in place (start-up)
+        print(interrupts.message(), file=sys.stderr)
+        return interrupts.exit_code()
     except Exception:
         if not interrupts.received():
             raise
-        print("error: interrupted", file=sys.stderr)  # a library's own error, raised by the Ctrl-C
-        return EXIT_SIGINT
+        print(interrupts.message(), file=sys.stderr)  # a library's own error, raised by the signal
+        return interrupts.exit_code()
 
 
 def _main(argv: list[str] | None) -> int:
@@ -192,6 +192,7 @@ def _main(argv: list[str] | None) -> int:
 
 if __name__ == "__main__":
     code = main()
-    if code == EXIT_SIGINT:
-        interrupts.exit_now(None)  # under `python -m`, CPython could turn a swallowed Ctrl-C into SIGINT
+    if code in (interrupts.EXIT_SIGINT, interrupts.EXIT_SIGTERM):
+        # under `python -m`, CPython could turn a swallowed Ctrl-C into SIGINT whatever the exit code
+        interrupts.exit_now(code, say=False)
     sys.exit(code)

@@ -44,8 +44,8 @@ from perception.stream_outputs import (
 )
 from perception.streams import StreamSpec, stream_name, stream_specs
 
-EXIT_SIGINT = interrupts.EXIT_SIGINT
-EXIT_SIGTERM = 143
+EXIT_SIGINT, EXIT_SIGTERM = interrupts.EXIT_SIGINT, interrupts.EXIT_SIGTERM
+STOP = (signal.SIGINT, signal.SIGTERM)  # the signals that end a run cleanly
 OUTPUT_FILES = (("annotated.mp4", "video"), ("events.jsonl", "events"), ("tracks.txt", "tracks"))
 
 
@@ -127,14 +127,16 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
             detector.outage_policy = "wait" if throughput else "drop"  # a replay loses no frame
         interrupts.check()
         _describe(opened, detector, extras, model, out)
-        # A Ctrl-C while the outputs open is held back until the logs are known, so the logs still end.
+        # A Ctrl-C or SIGTERM while the outputs open is held back until the logs are known, so they still end.
         held: list[int] = []
-        default_handler = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+        hold = lambda signum, _frame: held.append(signum)  # noqa: E731
+        default_handlers = {sig: signal.signal(sig, hold) for sig in STOP}
         try:
             for o in opened:
                 open_outputs(resources, o, detector, class_names, model)
         except BaseException:
-            signal.signal(signal.SIGINT, default_handler)
+            for sig, handler in default_handlers.items():
+                signal.signal(sig, handler)
             raise
         folder.created = False  # outputs exist now: the folder stays whatever happens
         streams, progress = _streams(opened, class_names)
@@ -143,9 +145,10 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
             monitor.count_with(o.spec.name, functools.partial(pipeline.counts, i))
         status, failure, stop_signal = RunStatus.ERROR, None, []
         try:
-            signal.signal(signal.SIGINT, default_handler)
+            for sig, handler in default_handlers.items():
+                signal.signal(sig, handler)
             if held:
-                raise KeyboardInterrupt
+                interrupts.stop(held[0])
             interrupts.check()
             stop_signal = _install_signal_handlers(pipeline)
             for o in opened:
@@ -179,7 +182,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
             raise late
     _report(opened, streams, pipeline.summary, out)
     if stop_signal:
-        return EXIT_SIGTERM if stop_signal[0] == signal.SIGTERM else EXIT_SIGINT
+        return interrupts.exit_code(stop_signal[0])
     return 0
 
 
@@ -302,6 +305,6 @@ def _install_signal_handlers(pipeline: Pipeline) -> list[int]:
         received.append(signum)
         pipeline.stop()
 
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
+    for sig in STOP:
+        signal.signal(sig, handle)
     return received

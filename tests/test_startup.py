@@ -1,6 +1,7 @@
 """Start-up, as a new user and as an adversary meet it: every mistake found before the model loads where it
-can be, named in one line; Ctrl-C at any moment exits 130 without a traceback; causes named as they are
-(HTTP status codes, OpenVINO's real message, a folder without a model); image folders in natural order."""
+can be, named in one line; Ctrl-C (SIGTERM) at any moment exits 130 (143) without a traceback; causes named
+as they are (HTTP status codes, OpenVINO's real message, a folder without a model); image folders in
+natural order."""
 
 from __future__ import annotations
 
@@ -95,10 +96,16 @@ MOMENTS = {  # (the interpreter's own start, before any of our code runs, is not
 
 @pytest.mark.integration
 @pytest.mark.parametrize("moment", list(MOMENTS))
-def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path: Path, moment: str) -> None:
-    """SIGINT the moment the process reaches each stage of start-up (seen from outside: the libraries it
-    has mapped, the files it has made), and while it runs. Some of these land inside a C extension's own
-    set-up, which swallows the KeyboardInterrupt or turns it into its own error: still 130."""
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"]
+)
+def test_ctrl_c_or_sigterm_at_any_moment_exits_without_a_traceback(
+    tmp_path: Path, moment: str, signum: int, code: int
+) -> None:
+    """SIGINT (130) or SIGTERM (143, as `docker stop` sends it) the moment the process reaches each stage of
+    start-up (seen from outside: the libraries it has mapped, the files it has made), and while it runs.
+    Some of these land inside a C extension's own set-up, which swallows the KeyboardInterrupt or turns it
+    into its own error: still the signal's code, and a log once open still ends."""
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "perception.cli", "run", str(HIGHWAY_CLIP), "--model", str(YOLOX_ONNX)]
@@ -111,9 +118,9 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(tmp_path: Path, mome
     while not MOMENTS[moment](proc, out):
         assert proc.poll() is None and time.monotonic() < deadline, f"never reached: {moment}"
         time.sleep(0.002)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=WAIT_S)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     if (out / "events.jsonl").exists():  # once the log is open, it ends
         events = read_events(out / "events.jsonl")
