@@ -143,6 +143,20 @@ def test_openvino_model_without_its_weights_names_the_cause(tmp_path: Path) -> N
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("backend", ["openvino", "auto"])
+def test_openvino_model_that_is_not_xml_is_one_line(tmp_path: Path, backend: str) -> None:
+    """An IR whose .xml is garbage (a failed copy): only the IR reader's own cause, in one line; offered to
+    every OpenVINO frontend in turn, TensorFlow's printed its parse errors first (4 to 8 lines)."""
+    model = tmp_path / "yolov8n_openvino_model"
+    shutil.copytree(OPENVINO_MODEL, model)
+    xml = next(model.glob("*.xml"))
+    xml.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    proc = run_cli("run", HIGHWAY_CLIP, "--model", model, "--backend", backend, "--out", tmp_path / "out")
+    assert_one_line_error(proc, "cannot load model", "offset")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.integration
 def test_model_folder_without_a_model(tmp_path: Path) -> None:
     folder = tmp_path / "models"
     folder.mkdir()

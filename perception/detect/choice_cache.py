@@ -63,11 +63,9 @@ def input_size(model: Path, configured: Sequence[int]) -> tuple[int, int]:
             session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
             dims = list(session.get_inputs()[0].shape)
         else:
-            import openvino as ov
+            from perception.detect.openvino import model_file, read_model
 
-            from perception.detect.openvino import model_file
-
-            shape = ov.Core().read_model(str(model_file(model))).input(0).get_partial_shape()
+            shape = read_model(model_file(model)).input(0).get_partial_shape()
             dims = [d.get_length() if d.is_static else None for d in shape] if shape.rank.is_static else []
     except Exception:  # unreadable here: the runtimes will say why when they load it
         dims = []

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 import yaml
+from openvino.frontend import FrontEndManager
 
 from perception.config import Config
 from perception.detect.backend import HeadDetector, LoadedModel
@@ -29,6 +30,16 @@ def model_file(path: Path) -> Path:
         found = ", ".join(p.name for p in xmls) if xmls else "none"
         raise PerceptionError(f"model {path}: expected one OpenVINO .xml in the folder, found {found}")
     return xmls[0]
+
+
+def read_model(source: Path | str) -> ov.Model:
+    """OpenVINO's model from a file. An IR (`.xml`) is read by the IR frontend alone: `Core.read_model` hands
+    a file it cannot parse to every frontend in turn, and TensorFlow's prints its own parse errors (several
+    lines) on stderr before the one-line error."""
+    if Path(source).suffix.lower() == ".xml":
+        frontend = FrontEndManager().load_by_framework("ir")
+        return frontend.convert(frontend.load(str(source)))
+    return ov.Core().read_model(str(source))
 
 
 def _metadata(model_xml: Path, model: ov.Model) -> dict[str, object]:
@@ -72,7 +83,7 @@ class OpenVinoDetector(HeadDetector):
             require_quantized(source, self.backend)
         core = ov.Core()
         try:
-            model = core.read_model(str(source))
+            model = read_model(source)
         except Exception as exc:  # OpenVINO raises RuntimeError and friends for unreadable files
             raise PerceptionError(f"cannot load model {path}: {first_line(exc)}") from None
         rank = model.input(0).get_partial_shape().rank if len(model.inputs) == 1 else None

@@ -150,11 +150,10 @@ def quantize(
         + (f"frames of {check_frames}" if check_frames else "held back")
     )
 
-    from perception.detect.openvino import _metadata, model_file
+    from perception.detect.openvino import _metadata, model_file, read_model
 
     source = model_file(model_path)
-    core = ov.Core()
-    model = core.read_model(str(source))
+    model = read_model(source)
     model.reshape({model.input(0).get_any_name(): ov.PartialShape([1, 3, *input_hw])})
     metadata = _metadata(source, model)
     ignored = nncf.IgnoredScope(names=head_tail(model), types=FLOAT_TYPES, validate=False)

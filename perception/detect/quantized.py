@@ -19,9 +19,11 @@ def _feeds_tensors(op) -> bool:
 def _quantized(path: str, mtime_ns: int) -> bool:
     import openvino as ov  # here, not at import: the Ultralytics backend runs without OpenVINO
 
+    from perception.detect.openvino import read_model
+
     int8 = (ov.Type.i8, ov.Type.u8)
     try:
-        model = ov.Core().read_model(path)
+        model = read_model(path)
     except Exception as exc:  # OpenVINO raises RuntimeError and friends for unreadable files
         raise PerceptionError(f"cannot load model {path}: {first_line(exc)}") from None
     for op in model.get_ordered_ops():
