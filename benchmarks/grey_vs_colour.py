@@ -23,22 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from perception.eval.synthetic import grey_copy
+
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
-
-
-def grey_copy(src: Path, dst: Path) -> None:
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    writer = None
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if writer is None:
-            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
-        writer.write(cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
-    cap.release()
-    writer.release()
 
 
 def flow_inputs_differ(a: Path, b: Path) -> tuple[float, float]:

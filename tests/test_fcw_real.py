@@ -8,17 +8,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import cv2
 import pytest
 
 from perception.config import load_config
+from perception.eval.synthetic import grey_copy
 from perception.eval.ttc import evaluate_ttc
 from perception.events import parse_event
 from tests.conftest import ASSETS, HIGHWAY_CLIP, YOLOX_ONNX
+from tests.helpers import run_cli
 
 KIND = "integration"
 
@@ -49,32 +48,11 @@ def test_kitti_approach_lead_ttc_and_distance_match_the_lidar(kitti_scores: dict
     assert s["dist_median_rel_error"] < 0.10
 
 
-def grayscale_copy(src: Path, dst: Path) -> Path:
-    """The clip with its colour removed (grey in all three channels), as a grey camera would give it."""
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    writer = None
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if writer is None:
-            h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-        writer.write(cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
-    cap.release()
-    writer.release()
-    return dst
-
-
 @pytest.mark.parametrize("colour", ["colour", "grey"])
 def test_highway_clip_in_colour_and_grey_raises_no_alarm(tmp_path: Path, colour: str) -> None:
-    clip = HIGHWAY_CLIP if colour == "colour" else grayscale_copy(HIGHWAY_CLIP, tmp_path / "grey.mp4")
+    clip = HIGHWAY_CLIP if colour == "colour" else grey_copy(HIGHWAY_CLIP, tmp_path / "grey.mp4")
     out = tmp_path / "out"
-    command = ["run", str(clip), "--model", str(YOLOX_ONNX), "--backend", "onnxruntime", "--out", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "perception.cli", *command], capture_output=True, text=True, timeout=300
-    )
+    proc = run_cli("run", clip, "--model", YOLOX_ONNX, "--backend", "onnxruntime", "--out", out)
     assert proc.returncode == 0, proc.stderr
     events = [parse_event(line) for line in (out / "events.jsonl").read_text().splitlines()]
     frames = [e for e in events if e.type == "frame"]

@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from perception.detect.machine import MachineInfo
@@ -36,17 +36,8 @@ class Choice:
     cached: bool = False
 
     def as_dict(self) -> dict:
-        return {
-            "backend": self.backend,
-            "precision": self.precision,
-            "reason": self.reason,
-            "fps": self.fps,
-            "checks": self.checks,
-            "notes": self.notes,
-            "trial_s": self.trial_s,
-            "measured": self.measured,
-            "unchecked": self.unchecked,
-        }
+        """What the cache file keeps: all but where it was read from."""
+        return {k: v for k, v in asdict(self).items() if k not in ("cache_file", "cached")}
 
 
 def input_size(model: Path, configured: Sequence[int]) -> tuple[int, int]:

@@ -185,6 +185,24 @@ def _collision_in_s(scenario: Scenario, t: float, horizon_s: float = 15.0) -> fl
     return float(steps[closed[0]] - t) if len(closed) else None
 
 
+def grey_copy(src: Path, dst: Path) -> Path:
+    """The clip with its colour removed (grey in all three channels), as a grey camera would give it."""
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    writer = None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if writer is None:
+            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, frame.shape[1::-1])
+        writer.write(cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR))
+    cap.release()
+    if writer is not None:
+        writer.release()
+    return dst
+
+
 def render(
     scenario: Scenario,
     out_dir: Path,

@@ -4,9 +4,6 @@ into the run's, and `perception detect` running both."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -18,7 +15,7 @@ from perception.detect import create_detector
 from perception.detect.extra import create_extra_detectors, merge_detections, run_class_names
 from perception.errors import PerceptionError
 from perception.types import Detections
-from tests.conftest import ASSETS, REPO, YOLOX_ONNX
+from tests.conftest import ASSETS, YOLOX_ONNX
 from tests.helpers import read_events, run_cli
 
 KIND = "integration"
@@ -81,24 +78,7 @@ def test_malformed_entry_is_one_line_naming_the_key(tmp_path: Path, yaml_text: s
 @pytest.mark.unit
 def test_malformed_entry_from_the_command_line(tmp_path: Path) -> None:
     path = config(tmp_path, ENTRY + "    classes: {traffic_sign: ['*']}\n    every_n_frame: 2\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception.cli",
-            "detect",
-            SIGN_IMAGE,
-            "--model",
-            YOLOX_ONNX,
-            "--config",
-            path,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        env={**os.environ, "PERCEPTION_ASSETS": str(ASSETS)},
-    )
+    proc = run_cli("detect", SIGN_IMAGE, "--model", YOLOX_ONNX, "--config", path)
     assert proc.returncode == 1
     assert (
         proc.stderr.strip() == f"error: config {path}: unknown config key: extra_detectors[0].every_n_frame"
@@ -170,26 +150,7 @@ def test_merge_of_nothing_and_of_one() -> None:
 
 def test_detect_command_runs_the_extra_detector(tmp_path: Path) -> None:
     path = config(tmp_path, ENTRY + "    classes: {traffic_sign: ['*']}\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception.cli",
-            "detect",
-            SIGN_IMAGE,
-            "--model",
-            YOLOX_ONNX,
-            "--config",
-            path,
-            "--out",
-            tmp_path / "out",
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        env={**os.environ, "PERCEPTION_ASSETS": str(ASSETS)},
-    )
+    proc = run_cli("detect", SIGN_IMAGE, "--model", YOLOX_ONNX, "--config", path, "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     assert "perception: extra_detectors[0] gtsdb_yolov5n_640.onnx: layout yolov5" in proc.stderr
     rows = [line.split(None, 1) for line in proc.stdout.splitlines() if line.startswith(" ")]
