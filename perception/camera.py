@@ -177,7 +177,7 @@ def estimate_distance(
     pitch_std_rad: float,
     edge_px_std: float,
     cut: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance (m) to each box, its standard deviation (NaN where neither cue applies), and the ground
     plane's share in it (0..1: how much a change of camera pitch moves it).
 

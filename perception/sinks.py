@@ -51,6 +51,7 @@ class StopRequested(Exception):
 
 LABEL_FONT, LABEL_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.45
 _LABEL_PAD_PX = 4
+_GREYED_CHIP, _GREYED_INK = (70, 70, 70), (165, 165, 165)  # an untrusted TTC: grey on dark grey
 
 
 def place_labels(
@@ -108,9 +109,6 @@ def draw_labels(
                 image, greyed[i], (split, y2 - 3), LABEL_FONT, LABEL_SCALE, _GREYED_INK, 1, cv2.LINE_AA
             )
     return int(keep.sum())
-
-
-_GREYED_CHIP, _GREYED_INK = (70, 70, 70), (165, 165, 165)  # an untrusted TTC: grey on dark grey
 
 
 class Annotator:
@@ -181,17 +179,6 @@ class Annotator:
         x = (image.shape[1] - tw) // 2
         cv2.rectangle(image, (x - 12, 8), (x + tw + 12, th + 28), LEVEL_COLOURS[warning.level], -1)
         cv2.putText(image, text, (x, th + 18), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2, cv2.LINE_AA)
-
-
-_GREYED_CHIP, _GREYED_INK = (70, 70, 70), (165, 165, 165)  # an untrusted TTC: grey on dark grey
-
-
-def _chip(image: np.ndarray, text: str, x: int, bottom: int, fill: tuple, ink: tuple) -> int:
-    """A filled label ending at row `bottom`, starting at column x; returns the column after it."""
-    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-    cv2.rectangle(image, (x, bottom - th - 4), (x + tw + 4, bottom), fill, -1)
-    cv2.putText(image, text, (x + 2, bottom - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, ink, 1, cv2.LINE_AA)
-    return x + tw + 4
 
 
 class VideoSink:

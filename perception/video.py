@@ -148,9 +148,8 @@ class Mp4Writer:
                 self.path.unlink()
             return
         try:
-            if self._stream is not None:
-                for packet in self._stream.encode():  # none expected with zerolatency
-                    self._container.mux(packet)
+            for packet in self._stream.encode():  # none expected with zerolatency
+                self._container.mux(packet)
             self._container.close()
         except OSError as exc:
             self._fail()

@@ -10,7 +10,8 @@
 Endpoints: `/metrics` (Prometheus text format, or OpenMetrics when the scraper asks for it), `/health`
 (JSON; 200 when every stream is up, else 503), `/` (the live page) and `/stream/<name>.mjpg` (MJPEG).
 The server's threads never touch the pipeline's: the sink updates metrics and counters and, only while
-someone watches and at most `max_fps` times a second, copies a frame; requests read those.
+someone watches and at most `max_fps` times a second, keeps a reference to a frame (LiveView: no copy);
+requests read those.
 """
 
 from __future__ import annotations
