@@ -177,7 +177,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, flag_overrides(args))
+    cfg = _config(args)
     files = _image_files(args.images)
     model = args.model or cfg.detector.default_model
     out = args.out or Path("out") / "detect"
