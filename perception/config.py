@@ -12,7 +12,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from perception.errors import PerceptionError, first_line
 from perception.yaml_file import read_mapping, shown_key, validation_message
@@ -20,6 +28,16 @@ from perception.yaml_file import read_mapping, shown_key, validation_message
 PosFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 ClassRef = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)]  # a model class: index or name
+
+
+def _multiple_of_32(size: tuple[int, int]) -> tuple[int, int]:
+    if size[0] % 32 or size[1] % 32:
+        raise ValueError(f"height and width must be multiples of 32, got {list(size)}")
+    return size
+
+
+_Side = Annotated[int, Field(ge=32, le=4096)]
+InputSize = Annotated[tuple[_Side, _Side], AfterValidator(_multiple_of_32)]  # (height, width) in pixels
 
 
 DEFAULT_CLASSES: dict[str, tuple[str, ...]] = {
@@ -87,10 +105,7 @@ class DetectorConfig(_Strict):
     auto_trial: bool = True
     auto_frames: str = ""
     cache_dir: str = ""
-    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] = (
-        448,
-        800,
-    )
+    input_size: InputSize = (448, 800)
     conf_threshold: Fraction = 0.15
     classes: Annotated[list[ClassRef], Field(min_length=1)] | None = None
     nms_iou_threshold: Fraction = 0.5
@@ -122,13 +137,6 @@ class DetectorConfig(_Strict):
             raise ValueError("a Triton model name: letters, digits, '_', '.' and '-'")
         return name
 
-    @field_validator("input_size")
-    @classmethod
-    def _multiple_of_32(cls, size: tuple[int, int]) -> tuple[int, int]:
-        if size[0] % 32 or size[1] % 32:
-            raise ValueError(f"height and width must be multiples of 32, got {list(size)}")
-        return size
-
 
 def _check_taxonomy(classes: dict[str, list[str]]) -> dict[str, list[str]]:
     if not classes:
@@ -148,20 +156,11 @@ class ExtraDetectorConfig(_Strict):
     model: Annotated[str, Field(min_length=1)]
     classes: dict[str, list[str]]
     backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ultralytics"] | None = None
-    input_size: tuple[Annotated[int, Field(ge=32, le=4096)], Annotated[int, Field(ge=32, le=4096)]] | None = (
-        None
-    )
+    input_size: InputSize | None = None
     conf_threshold: Fraction | None = None
     every_n_frames: Annotated[int, Field(ge=1, le=1000)] = 1
 
     _taxonomy = field_validator("classes")(classmethod(lambda cls, v: _check_taxonomy(v)))
-
-    @field_validator("input_size")
-    @classmethod
-    def _multiple_of_32(cls, size: tuple[int, int] | None) -> tuple[int, int] | None:
-        if size is not None and (size[0] % 32 or size[1] % 32):
-            raise ValueError(f"height and width must be multiples of 32, got {list(size)}")
-        return size
 
 
 class TensorRTConfig(_Strict):

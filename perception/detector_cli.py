@@ -150,6 +150,11 @@ def _image_files(target: Path) -> list[Path]:
     return files
 
 
+def detector_tag(detector: Detector) -> str:
+    """`backend, layout, HxW`: how the start-up lines name a loaded detector."""
+    return f"{detector.backend}, {detector.layout}, {detector.input_hw[0]}x{detector.input_hw[1]}"
+
+
 def report_detector(detector: Detector, name: str = "") -> None:
     """Once at start, on stderr: which layout was decoded and why, and the classes the taxonomy drops."""
     prefix = f"perception: {name + ': ' if name else ''}"
@@ -177,7 +182,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, flag_overrides(args))
+    cfg = _config(args)
     files = _image_files(args.images)
     model = args.model or cfg.detector.default_model
     out = args.out or Path("out") / "detect"
@@ -186,8 +191,7 @@ def _detect(args: argparse.Namespace) -> int:
     detector = create_detector(model, cfg)
     try:
         print(
-            f"perception: {Path(model).name} [{detector.backend}, {detector.layout}, "
-            f"{detector.input_hw[0]}x{detector.input_hw[1]}] on {len(files)} image(s) -> {out}",
+            f"perception: {Path(model).name} [{detector_tag(detector)}] on {len(files)} image(s) -> {out}",
             file=sys.stderr,
         )
         report_detector(detector)
@@ -260,9 +264,8 @@ def _eval_det(args: argparse.Namespace) -> int:
     detector = create_detector(args.model, cfg.model_copy(update=update))
     try:
         print(
-            f"perception: {Path(args.model).name} [{detector.backend}, {detector.layout}, "
-            f"{detector.input_hw[0]}x{detector.input_hw[1]}] on {len(files)} image(s), {args.format} "
-            f"ground truth {args.gt}",
+            f"perception: {Path(args.model).name} [{detector_tag(detector)}] on {len(files)} image(s), "
+            f"{args.format} ground truth {args.gt}",
             file=sys.stderr,
         )
         report_detector(detector)

@@ -23,7 +23,7 @@ from perception.cli_flags import add_flags, flag_overrides
 from perception.config import Config, load_config
 from perception.detect import Detector, create_detector, inference_requests
 from perception.detect.extra import ExtraDetector, create_extra_detectors, run_class_names
-from perception.detector_cli import report_detector
+from perception.detector_cli import detector_tag, report_detector
 from perception.errors import PerceptionError
 from perception.events import (
     RunStatus,
@@ -237,20 +237,15 @@ def _describe(
         line = f"{o.spec.name}: {o.source.name} ({kind}, {o.source.fps:g} fps) -> {o.out}"
         print(f"perception: {line}", file=sys.stderr)
     print(
-        f"perception: {Path(model).name} [{detector.backend}, {detector.layout}, "
-        f"{detector.input_hw[0]}x{detector.input_hw[1]}, {detector.requests} request(s) in flight, "
-        f"{len(opened)} stream(s)] -> {out}",
+        f"perception: {Path(model).name} [{detector_tag(detector)}, {detector.requests} request(s) in "
+        f"flight, {len(opened)} stream(s)] -> {out}",
         file=sys.stderr,
     )
     report_detector(detector)
     for extra in extras:
         every = f", every {extra.every_n_frames} frames" if extra.every_n_frames > 1 else ""
-        d = extra.detector
-        print(
-            f"perception: + {extra.name} [{d.backend}, {d.layout}, {d.input_hw[0]}x{d.input_hw[1]}{every}]",
-            file=sys.stderr,
-        )
-        report_detector(d, extra.name)
+        print(f"perception: + {extra.name} [{detector_tag(extra.detector)}{every}]", file=sys.stderr)
+        report_detector(extra.detector, extra.name)
 
 
 def _streams(opened: list[OpenedStream], class_names: list[str]):

@@ -56,14 +56,13 @@ def _key(loc: tuple[str | int, ...]) -> str:
 def validation_message(exc: ValidationError, what: str = "config") -> str:
     """The first problem pydantic found, as one line: the key as a user writes it, the message, the value."""
     errors = exc.errors()
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     unknown = [e for e in errors if e["type"] == "extra_forbidden"]
     if unknown:  # a misspelt key explains the missing one beside it: name it first
-        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         return f"unknown {what} key: {_key(unknown[0]['loc'])}{more}"
     err = errors[0]
     key = _key(err["loc"])
     value = err.get("input")
     msg = err["msg"].removeprefix("Value error, ")
     shown = "" if isinstance(value, dict) or "got " in msg else f" (got {value!r})"
-    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{key + ': ' if key else ''}{msg}{shown}{more}"

@@ -3,10 +3,8 @@ two plots (matplotlib, optional: the `bench` extra)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +12,13 @@ import numpy as np
 
 from perception.bench.runners import RunResult
 from perception.bench.stats import latency_stats
+from perception.detect.machine import package_versions
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("perception", "numpy", "opencv-python", "onnxruntime", "openvino", "torch", "ultralytics"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[name] = metadata.version(name)
-    return out
+    return package_versions(
+        ("perception", "numpy", "opencv-python", "onnxruntime", "openvino", "torch", "ultralytics")
+    )
 
 
 def machine() -> dict[str, Any]:

@@ -46,17 +46,25 @@ def _cxcywh_to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
     return np.concatenate((cxcywh[:, :2] - half, cxcywh[:, :2] + half), axis=1)
 
 
-def decode_yolox(
-    raw: np.ndarray, grid: np.ndarray, strides: np.ndarray, conf_threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A, 5 + nc) raw head output -> boxes xyxy in input pixels, scores, class ids above threshold."""
+def _objectness_rows(
+    raw: np.ndarray, conf_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of an (A, 5 + nc) output (objectness in column 4, class scores after it) whose score,
+    objectness x best class score, is above threshold: rows, scores, class ids, anchor indices."""
     # score = objectness * class score <= objectness, so filtering on objectness first is exact and cheap.
     candidates = np.flatnonzero(raw[:, 4] > conf_threshold)
     rows = raw[candidates]
     class_ids = rows[:, 5:].argmax(1)
     scores = rows[:, 4] * rows[np.arange(len(rows)), 5 + class_ids]
     keep = scores > conf_threshold
-    rows, class_ids, scores, cells = rows[keep], class_ids[keep], scores[keep], candidates[keep]
+    return rows[keep], scores[keep], class_ids[keep], candidates[keep]
+
+
+def decode_yolox(
+    raw: np.ndarray, grid: np.ndarray, strides: np.ndarray, conf_threshold: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A, 5 + nc) raw head output -> boxes xyxy in input pixels, scores, class ids above threshold."""
+    rows, scores, class_ids, cells = _objectness_rows(raw, conf_threshold)
     stride = strides[cells]
     cxcywh = np.concatenate(((rows[:, :2] + grid[cells]) * stride, np.exp(rows[:, 2:4]) * stride), axis=1)
     return _cxcywh_to_xyxy(cxcywh), scores, class_ids
@@ -73,12 +81,8 @@ def decode_ultralytics(raw: np.ndarray, conf_threshold: float) -> tuple[np.ndarr
 
 def decode_yolov5(raw: np.ndarray, conf_threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(A, 5 + nc) YOLOv5 output -> boxes xyxy in input pixels, scores, class ids above threshold."""
-    candidates = np.flatnonzero(raw[:, 4] > conf_threshold)  # score = obj * cls <= obj, as for YOLOX
-    rows = raw[candidates]
-    class_ids = rows[:, 5:].argmax(1)
-    scores = rows[:, 4] * rows[np.arange(len(rows)), 5 + class_ids]
-    keep = scores > conf_threshold
-    return _cxcywh_to_xyxy(rows[keep, :4]), scores[keep], class_ids[keep]
+    rows, scores, class_ids, _ = _objectness_rows(raw, conf_threshold)
+    return _cxcywh_to_xyxy(rows[:, :4]), scores, class_ids
 
 
 def decode_end2end(

@@ -84,9 +84,10 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return name, flags
 
 
-def _versions() -> dict[str, str]:
+def package_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Python's version and each installed package's of `names` (a missing one is left out)."""
     out = {"python": platform.python_version()}
-    for name in VERSIONED:
+    for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
     return out
@@ -104,6 +105,6 @@ def machine_info() -> MachineInfo:
             cpu=name,
             cpu_count=os.cpu_count() or 1,
             flags=tuple(f for f in RELEVANT_FLAGS if f in flags),
-            versions=_versions(),
+            versions=package_versions(VERSIONED),
         )
     return _MACHINE

@@ -65,8 +65,7 @@ class Letterbox:
         # The padding rows above and below the image never change: converted once here, then only the rows
         # the image covers are converted per frame (a 16:9 frame fills 56 % of a square input's rows).
         self._convert(0, in_h)
-        pad_y = (in_h - new_h) // 2 if self.fmt.pad_center else 0
-        self._rows = (pad_y, pad_y + new_h)
+        self._rows = (y0, y0 + new_h)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         frame_hw = image.shape[:2]

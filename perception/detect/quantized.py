@@ -38,14 +38,9 @@ def _quantized(path: str, mtime_ns: int) -> bool:
 
 def is_quantized(path: str | Path) -> bool:
     """True for an INT8 model (static or dynamic quantization); the file itself or an IR folder's .xml."""
-    path = Path(path)
-    if path.is_dir():
-        xmls = sorted(path.glob("*.xml"))
-        if len(xmls) != 1:
-            raise PerceptionError(f"model {path}: expected one OpenVINO .xml in the folder")
-        path = xmls[0]
-    if not path.is_file():
-        raise PerceptionError(f"model not found: {path}")
+    from perception.detect.openvino import model_file
+
+    path = model_file(Path(path))
     return _quantized(str(path), path.stat().st_mtime_ns)
 
 

@@ -25,7 +25,7 @@ from perception.detect.decode import HeadDecoder, choose_layout
 from perception.detect.engine_files import file_sha256
 from perception.detect.labels import class_names_from, names_count
 from perception.detect.metadata import ModelMetadata
-from perception.errors import PerceptionError
+from perception.errors import PerceptionError, first_line
 
 PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 # Keys of the config's `parameters` that the pipeline reads back (perception/detect/triton.py).
@@ -81,8 +81,7 @@ def inspect_onnx(
     try:
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises several types for unreadable or invalid files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise PerceptionError(f"cannot load model {path}: {first_line}") from None
+        raise PerceptionError(f"cannot load model {path}: {first_line(exc)}") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].shape[1] != 3:
         raise PerceptionError(f"model {path}: expected one N x 3 x H x W image input")
@@ -108,9 +107,8 @@ def inspect_onnx(
     try:
         raw = session.run([outputs[0].name], {inputs[0].name: zeros})[0]
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0]
         raise PerceptionError(
-            f"model {path} does not run at input {list(zeros.shape)}: {first_line}"
+            f"model {path} does not run at input {list(zeros.shape)}: {first_line(exc)}"
         ) from None
     meta = ModelMetadata.parse(session.get_modelmeta().custom_metadata_map)
     layout = cfg.detector.layout

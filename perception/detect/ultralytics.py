@@ -134,8 +134,9 @@ class UltralyticsDetector:
     def __init__(self, model_path: str | Path, cfg: Config, requests: int = 1) -> None:
         classes = cfg.classes
         cfg = self.cfg = cfg.detector
-        self._device, self._half = device_and_half(cfg, model_path)
+        device, half = device_and_half(cfg, model_path)  # checked before the model loads
         self.model = _open(model_path)
+        self._options = precision_options(device, half)  # predict()'s device and precision, every frame
         self._imgsz = list(cfg.input_size)
         self._classes: list[int] | None = None
         # Warm-up sets up Ultralytics' predictor (the model is loaded there, once); an export with a fixed
@@ -174,7 +175,7 @@ class UltralyticsDetector:
                 max_det=cfg.max_detections,
                 classes=self._classes,
                 verbose=False,
-                **precision_options(self._device, self._half),
+                **self._options,
             )
             return results if isinstance(image, list) else results[0]
         except Exception as exc:
