@@ -30,9 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.config import Config, load_config
+from perception.core.boxes import match_image
+from perception.core.config import Config, load_config
 from perception.detect import create_detector
-from perception.eval.detection import average_precision, match_image, read_kitti
+from perception.eval.detection import average_precision, read_kitti
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 IOU_THRESHOLD = 0.5

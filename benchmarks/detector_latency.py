@@ -23,9 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.config import load_config
+from perception.core.config import load_config
 from perception.detect import create_detector
-from perception.detect.gpu import tensorrt_available
+from perception.detect.tensorrt.gpu import tensorrt_available
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 YOLOX = ("YOLOX-Nano", "models/yolox_nano.onnx", [(384, 640), (448, 800), (640, 640)])

@@ -251,7 +251,7 @@ def cases(tmp: Path) -> Iterator[tuple[str, Callable[[], tuple[int, str, str]]]]
         out = tmp / "bench"
         args = ["bench", str(CLIP), "--model", str(MODEL), "--frames", "20", "--compare", "sequential",
                 "--out", str(out)]  # fmt: skip
-        code = "import sys; sys.modules['matplotlib'] = None; from perception.cli import main; "
+        code = "import sys; sys.modules['matplotlib'] = None; from perception.cli.main import main; "
         code += f"sys.exit(main({args}))"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
         plot_line = next((x for x in proc.stderr.splitlines() if "plots" in x), "")

@@ -88,7 +88,7 @@ if [ -n "$missing" ]; then
     "or set PERCEPTION_WHEELS=DIR to a folder of wheels and run again)"
   exit 3
 fi
-if ! "$PY" -c "import perception.cli, perception.bench, perception.detect.ultralytics" 2>"$OUT/import.log"; then
+if ! "$PY" -c "import perception.cli.main, perception.bench, perception.detect.runtimes.ultralytics" 2>"$OUT/import.log"; then
   say "the package does not import with $PY: $(tail -n 1 "$OUT/import.log")"
   exit 3
 fi
@@ -141,7 +141,7 @@ fi
 if [ -z "$MODEL" ]; then
   MODEL=$("$PY" - <<'EOF'
 from pathlib import Path
-from perception.detect.ultralytics import load_ultralytics
+from perception.detect.runtimes.ultralytics import load_ultralytics
 load_ultralytics()
 from ultralytics.utils import SETTINGS
 for folder in (Path(SETTINGS["weights_dir"]), Path.cwd()):
@@ -158,7 +158,7 @@ if [ -z "$MODEL" ]; then
     "it detects nothing, so FPS measure the compute and the pipeline around it, not tracking real objects"
   [ "$DRY" = 1 ] || "$PY" - "$MODEL" <<'EOF'
 import sys
-from perception.detect.ultralytics import load_ultralytics
+from perception.detect.runtimes.ultralytics import load_ultralytics
 from perception.detect.labels import COCO_NAMES
 model = load_ultralytics().YOLO("yolov8n.yaml", task="detect")
 model.model.names = dict(enumerate(COCO_NAMES))

@@ -15,11 +15,11 @@ import os
 import statistics
 from pathlib import Path
 
-from perception.config import load_config
+from perception.core.config import load_config
 from perception.detect import create_detector
-from perception.pipeline import Pipeline, Stream
-from perception.processor import build_processor
-from perception.sources import open_source
+from perception.runtime.pipeline import Pipeline, Stream
+from perception.runtime.processor import build_processor
+from perception.sources.files import open_source
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 

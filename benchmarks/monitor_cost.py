@@ -129,13 +129,13 @@ class Timed:
 
 def direct(watched: bool) -> list[float]:
     """MonitorSink.write alone, timed per call, in a real in-process run of the clip (fast mode)."""
-    from perception.config import load_config
+    from perception.core.config import load_config
     from perception.detect import create_detector, inference_requests
-    from perception.monitor import Monitor
-    from perception.pipeline import Pipeline, Stream
-    from perception.processor import build_processor
-    from perception.sinks import Annotator
-    from perception.sources import open_source
+    from perception.output.monitor import Monitor
+    from perception.output.sinks import Annotator
+    from perception.runtime.pipeline import Pipeline, Stream
+    from perception.runtime.processor import build_processor
+    from perception.sources.files import open_source
 
     cfg = load_config()
     with Monitor("127.0.0.1", 0, cfg.monitor) as monitor:

@@ -53,7 +53,7 @@ def writers_alone(source: Path, presets: list[str], runs: int) -> None:
 
     import cv2
 
-    from perception.video import Mp4Writer
+    from perception.output.video import Mp4Writer
 
     cap, frames = cv2.VideoCapture(str(source)), []
     while (image := cap.read()[1]) is not None:

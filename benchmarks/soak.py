@@ -21,13 +21,13 @@ import threading
 import time
 from pathlib import Path
 
-from perception.config import load_config
+from perception.core.config import load_config
+from perception.core.types import Frame
 from perception.detect import create_detector
-from perception.pipeline import Pipeline, Stream
-from perception.processor import build_processor
-from perception.sinks import Annotator, EventLog, VideoSink
-from perception.sources import Source, open_source
-from perception.types import Frame
+from perception.output.sinks import Annotator, EventLog, VideoSink
+from perception.runtime.pipeline import Pipeline, Stream
+from perception.runtime.processor import build_processor
+from perception.sources.files import Source, open_source
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 

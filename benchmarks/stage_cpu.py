@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from perception.bench.runners import decode_frames, run_detector, run_pipeline
-from perception.config import load_config
+from perception.core.config import load_config
 from perception.detect import create_detector, inference_requests
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))

@@ -20,10 +20,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from perception.config import load_config
+from perception.core.config import load_config
+from perception.core.types import Detections
 from perception.eval import mot
-from perception.track import Tracker
-from perception.types import Detections
+from perception.track.tracker import Tracker
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 REPO = Path(__file__).resolve().parents[1]

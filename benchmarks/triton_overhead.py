@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import tritonclient.http as triton_http
 
-from perception.config import load_config
+from perception.core.config import load_config
 from perception.detect import create_detector
 
 REPO = Path(__file__).resolve().parents[1]

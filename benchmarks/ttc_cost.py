@@ -17,11 +17,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.config import load_config
+from perception.core.config import load_config
+from perception.core.events import Stage
+from perception.core.types import Frame
 from perception.detect import create_detector
-from perception.events import Stage
-from perception.processor import build_processor
-from perception.types import Frame
+from perception.runtime.processor import build_processor
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 

@@ -21,12 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.camera import Camera, Ranging, profile_from_kitti_calib
-from perception.config import load_config
+from perception.core.camera_profile import profile_from_kitti_calib
+from perception.core.config import load_config
 from perception.detect import create_detector
 from perception.eval.synthetic import SCENARIOS, render
 from perception.eval.ttc import evaluate_ttc
-from perception.track import iou_matrix
+from perception.threat.camera import Camera, Ranging
+from perception.track.tracker import iou_matrix
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
 

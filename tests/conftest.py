@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.config import Config, load_config
+from perception.core.config import Config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", REPO.parent / "shared")).resolve()
@@ -34,7 +34,8 @@ STILLS = ASSETS / "images" / "udacity_highway"
 KINDS = ("unit", "integration", "live")
 
 # Backend auto without its timed trial: a test's result must not depend on which runtime won a race on a busy
-# machine (tests/test_choose.py runs the trial itself). Choices are cached in a folder of this session's own.
+# machine (tests/detect/auto/test_choose.py runs the trial itself). Choices are cached in a folder of this
+# session's own.
 os.environ.setdefault("PERCEPTION_AUTO_TRIAL", "0")
 _CACHE = tempfile.mkdtemp(prefix="perception-test-cache-")
 os.environ.setdefault("PERCEPTION_CACHE_DIR", _CACHE)

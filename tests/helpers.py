@@ -18,11 +18,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from perception.config import Config
+from perception.core.config import Config
+from perception.core.events import parse_event
+from perception.core.types import Detections
 from perception.detect.labels import COCO_NAMES
-from perception.events import parse_event
-from perception.track import iou_matrix
-from perception.types import Detections
+from perception.track.tracker import iou_matrix
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
 
 ULTRA_ANCHORS = 200
@@ -80,7 +80,7 @@ def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
 
 
 def read_events(path: Path) -> list[dict]:
-    """Every line of an events.jsonl, each checked against the schema in perception/events.py."""
+    """Every line of an events.jsonl, each checked against the schema in perception/core/events.py."""
     lines = path.read_text().splitlines()
     for number, line in enumerate(lines, 1):
         try:

@@ -1,4 +1,5 @@
-"""`perception bench`: latency and throughput of the pipeline against baselines, in one run.
+"""Benchmarking, apart from the runtime: latency and throughput of the pipeline against baselines, in one
+run (the `perception bench` command is perception/cli/bench.py).
 
 Every mode runs on the same video with the same warm detector, set up as `perception run` sets it up for
 the mode (in fast mode two requests in flight by default, see `detector.requests`), and the modes
@@ -18,7 +19,6 @@ apart. Outputs: bench.json (every figure), report.md (tables with ratios), and t
 
 from __future__ import annotations
 
-from perception.bench.cli import add_parser, run
 from perception.bench.stats import latency_stats
 
-__all__ = ["add_parser", "latency_stats", "run"]
+__all__ = ["latency_stats"]

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from perception.config import Config
+from perception.core.config import Config
 from perception.detect import Detector, _create
-from perception.detect.choose import candidates, model_kind, openvino_default_precision
-from perception.detect.machine import machine_info
+from perception.detect.auto.choose import candidates, model_kind, openvino_default_precision
+from perception.detect.auto.machine import machine_info
 
 PREFIX = "pipeline:"
 

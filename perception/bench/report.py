@@ -12,7 +12,7 @@ import numpy as np
 
 from perception.bench.runners import RunResult
 from perception.bench.stats import latency_stats
-from perception.detect.machine import package_versions
+from perception.detect.auto.machine import package_versions
 
 
 def versions() -> dict[str, str]:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.config import Config
+from perception.core.config import Config
+from perception.core.errors import PerceptionError
+from perception.core.events import Stage
+from perception.core.types import FrameResult
 from perception.detect import Detector
-from perception.errors import PerceptionError
-from perception.events import Stage
-from perception.pipeline import Pipeline, Stream
-from perception.processor import build_processor
-from perception.sources import Source, open_source
-from perception.types import FrameResult
+from perception.runtime.pipeline import Pipeline, Stream
+from perception.runtime.processor import build_processor
+from perception.sources.files import Source, open_source
 
 MODES = ("pipeline", "sequential", "detector", "ultralytics")
 
@@ -193,7 +193,7 @@ def check_ultralytics_decodes(model: str) -> None:
     the baseline's figures. Such a model is refused (a PerceptionError) before anything is measured."""
     if Path(model).suffix.lower() == ".pt":
         return
-    from perception.detect.ultralytics import load_ultralytics
+    from perception.detect.runtimes.ultralytics import load_ultralytics
 
     yolo = load_ultralytics().YOLO(model, task="detect")
     yolo.predict(np.zeros((64, 64, 3), np.uint8), verbose=False)  # loads the model and reads its metadata
@@ -207,7 +207,7 @@ def check_ultralytics_decodes(model: str) -> None:
 def run_ultralytics(spec: str, model: str, cfg: Config, limit: int | None) -> RunResult:
     """`YOLO(model).track(source, stream=True)` at our thresholds; its per-frame time is the time between
     results (it decodes, detects and tracks in one loop), and its own pre/infer/post split is kept."""
-    from perception.detect.ultralytics import device_and_half, load_ultralytics, precision_options
+    from perception.detect.runtimes.ultralytics import device_and_half, load_ultralytics, precision_options
 
     yolo_cls = load_ultralytics().YOLO
     options = precision_options(*device_and_half(cfg.detector, model))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.runners import RunResult
-from perception.events import Stage
+from perception.core.events import Stage
 
 PERCENTILES = (50, 90, 99)
 # The pipeline's stages in order (events.Stage), then what the benchmark adds: `queues`, the time spent

@@ -13,9 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
-from perception.config import Config, DetectorConfig
-from perception.errors import PerceptionError
-from perception.types import Detections
+from perception.core.config import Config, DetectorConfig
+from perception.core.errors import PerceptionError
+from perception.core.types import Detections
 
 
 class Detector(Protocol):
@@ -70,7 +70,7 @@ def resolve_backend(model_path: str | Path, backend: str) -> str:
     if suffix == ".xml" or (path.is_dir() and any(path.glob("*.xml"))):
         return "openvino"
     if suffix == ".onnx":
-        from perception.detect.gpu import tensorrt_available
+        from perception.detect.tensorrt.gpu import tensorrt_available
 
         if tensorrt_available():
             return "tensorrt"
@@ -98,7 +98,7 @@ def create_detector(
     backend costs nothing."""
     backend = resolve_backend(model_path, cfg.detector.backend)
     if cfg.detector.backend == "auto" and backend in ("onnxruntime", "openvino"):
-        from perception.detect.choose import choose_backend
+        from perception.detect.auto.choose import choose_backend
 
         if backend == "onnxruntime":
             _check_model_folder(Path(model_path))
@@ -113,15 +113,15 @@ def _create(model_path: str | Path, cfg: Config, requests: int = 1) -> Detector:
     if backend != "openvino":  # which says so itself
         _check_model_folder(Path(model_path))
     if backend == "onnxruntime":
-        from perception.detect.onnxruntime import OnnxRuntimeDetector as cls
+        from perception.detect.runtimes.onnxruntime import OnnxRuntimeDetector as cls
     elif backend == "openvino":
-        from perception.detect.openvino import OpenVinoDetector as cls
+        from perception.detect.runtimes.openvino import OpenVinoDetector as cls
     elif backend == "ultralytics":
-        from perception.detect.ultralytics import UltralyticsDetector as cls
+        from perception.detect.runtimes.ultralytics import UltralyticsDetector as cls
     elif backend == "tensorrt":
-        from perception.detect.tensorrt import TensorRTDetector as cls
+        from perception.detect.tensorrt.runtime import TensorRTDetector as cls
     elif backend == "triton":
-        from perception.detect.triton import TritonDetector as cls
+        from perception.detect.triton.backend import TritonDetector as cls
     else:
         raise ValueError(f"unknown detector backend {backend!r}")
     return cls(model_path, cfg, requests)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.config import Config
+from perception.core.config import Config
+from perception.core.types import Detections
 from perception.detect.decode import HeadDecoder, choose_layout
 from perception.detect.labels import class_names_from, names_count
 from perception.detect.metadata import ModelMetadata
-from perception.types import Detections
 
 
 @dataclass

@@ -19,12 +19,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.config import DetectorConfig
+from perception.core.config import DetectorConfig
+from perception.core.errors import PerceptionError
+from perception.core.types import Detections
 from perception.detect.labels import Taxonomy
 from perception.detect.metadata import ModelMetadata
 from perception.detect.preprocess import INPUT_FORMATS, Letterbox
-from perception.errors import PerceptionError
-from perception.types import Detections
 
 YOLOX_STRIDES = (8, 16, 32)
 GRID_UNITS_MAX = 32.0  # |x|, |y| of a YOLOX head's raw box centres stay far below this (grid offsets)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.config import Config, ExtraDetectorConfig
+from perception.core.config import Config, ExtraDetectorConfig
+from perception.core.errors import PerceptionError
+from perception.core.types import Detections
 from perception.detect import Detector, create_detector
-from perception.errors import PerceptionError
-from perception.types import Detections
 
 
 @dataclass

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 
 # fmt: off
 COCO_NAMES = (

@@ -2,7 +2,7 @@
 
 NNCF's post-training quantization of the OpenVINO model (ONNX or IR in; OpenVINO IR out, at a fixed input
 size), calibrated on real frames preprocessed by the model's own letterbox. Every fourth frame is held back:
-the INT8 model's recall on those is compared with the FP32 model's (perception/detect/accuracy.py: against
+the INT8 model's recall on those is compared with the FP32 model's (detect/auto/accuracy.py: against
 ground truth where the frames have it, MOT sequences; else against FP32's confident detections), and a model
 that loses more than one point is not written.
 
@@ -26,10 +26,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from perception.config import Config
-from perception.detect.accuracy import MAX_RECALL_DROP, CheckFrame, RecallCheck, check_recall, load_frames
+from perception.core.config import Config
+from perception.core.errors import PerceptionError, first_line
+from perception.detect.auto.accuracy import (
+    MAX_RECALL_DROP,
+    CheckFrame,
+    RecallCheck,
+    check_recall,
+    load_frames,
+)
 from perception.detect.quantized import is_quantized
-from perception.errors import PerceptionError, first_line
 
 INSTALL_HINT = 'pip install -e ".[quantize]"'
 HOLD_BACK_EVERY = 4  # every 4th frame is for the accuracy check, never for calibration
@@ -150,7 +156,7 @@ def quantize(
         + (f"frames of {check_frames}" if check_frames else "held back")
     )
 
-    from perception.detect.openvino import _metadata, model_file, read_model
+    from perception.detect.runtimes.openvino import _metadata, model_file, read_model
 
     source = model_file(model_path)
     model = read_model(source)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from perception.errors import PerceptionError, first_line
+from perception.core.errors import PerceptionError, first_line
 
 
 def _feeds_tensors(op) -> bool:
@@ -19,7 +19,7 @@ def _feeds_tensors(op) -> bool:
 def _quantized(path: str, mtime_ns: int) -> bool:
     import openvino as ov  # here, not at import: the Ultralytics backend runs without OpenVINO
 
-    from perception.detect.openvino import read_model
+    from perception.detect.openvino_ir import read_model
 
     int8 = (ov.Type.i8, ov.Type.u8)
     try:
@@ -38,7 +38,7 @@ def _quantized(path: str, mtime_ns: int) -> bool:
 
 def is_quantized(path: str | Path) -> bool:
     """True for an INT8 model (static or dynamic quantization); the file itself or an IR folder's .xml."""
-    from perception.detect.openvino import model_file
+    from perception.detect.openvino_ir import model_file
 
     path = model_file(Path(path))
     return _quantized(str(path), path.stat().st_mtime_ns)

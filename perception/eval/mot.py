@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.config import Config
-from perception.errors import PerceptionError
-from perception.processor import build_processor
-from perception.sinks import mot_rows_text
-from perception.sources import image_files
-from perception.track import iou_matrix
-from perception.types import Detections, Frame
+from perception.core.config import Config
+from perception.core.errors import PerceptionError
+from perception.core.types import Detections, Frame
+from perception.output.sinks import mot_rows_text
+from perception.runtime.processor import build_processor
+from perception.sources.files import image_files
+from perception.track.tracker import iou_matrix
 
 MOT_PEDESTRIAN = 1
 MOT_DISTRACTORS = (2, 7, 8, 12)  # person on vehicle, static person, distractor, reflection

@@ -22,8 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.camera import Camera, load_camera_profile
-from perception.errors import PerceptionError
+from perception.core.camera_profile import load_camera_profile
+from perception.core.errors import PerceptionError
+from perception.threat.camera import Camera
 
 FPS = 25.0
 FRAME_HW = (540, 960)

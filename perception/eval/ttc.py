@@ -24,15 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.config import Config
+from perception.core.config import Config
+from perception.core.errors import PerceptionError
+from perception.core.events import FcwEvent
+from perception.core.types import FrameResult
 from perception.detect import create_detector
-from perception.errors import PerceptionError
-from perception.events import FcwEvent
-from perception.pipeline import Pipeline, Stream
-from perception.processor import build_processor
-from perception.sources import open_source
-from perception.track import iou_matrix
-from perception.types import FrameResult
+from perception.runtime.pipeline import Pipeline, Stream
+from perception.runtime.processor import build_processor
+from perception.sources.files import open_source
+from perception.track.tracker import iou_matrix
 
 MATCH_IOU = 0.3
 TTC_RANGE_S = (1.0, 6.0)

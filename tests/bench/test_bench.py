@@ -12,8 +12,8 @@ import cv2
 import pytest
 
 from perception.bench import latency_stats
-from perception.detect.choose import candidates, openvino_default_precision
-from perception.detect.machine import machine_info
+from perception.detect.auto.choose import candidates, openvino_default_precision
+from perception.detect.auto.machine import machine_info
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
 from tests.helpers import run_cli
 
@@ -186,7 +186,7 @@ def test_without_matplotlib_the_figures_are_kept(cut_clip: Path, tmp_path: Path)
     missing (None in sys.modules)."""
     args = ["bench", str(cut_clip), "--model", str(YOLOX_ONNX), "--imgsz", "384", "640", "--frames", "12"]
     args += ["--warmup", "2", "--compare", "sequential", "--out", str(tmp_path)]
-    code = "import sys; sys.modules['matplotlib'] = None; from perception.cli import main; "
+    code = "import sys; sys.modules['matplotlib'] = None; from perception.cli.main import main; "
     code += f"sys.exit(main({args!r}))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from perception.detect.gpu import tensorrt_available
+from perception.detect.tensorrt.gpu import tensorrt_available
 from tests.conftest import REPO
 
 KIND = "integration"

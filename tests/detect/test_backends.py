@@ -1,6 +1,6 @@
 """Detector backends on the real shared models and real frames: ONNX Runtime, OpenVINO and Ultralytics give
 the same boxes; backend choice, OpenVINO settings, Ultralytics offline behaviour and export, `perception
-detect`. (TensorRT, which needs an NVIDIA GPU, is in test_tensorrt.py.)"""
+detect`. (TensorRT, which needs an NVIDIA GPU, is in tensorrt/test_tensorrt.py.)"""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.config import Config, load_config
+from perception.core.config import Config, load_config
+from perception.core.errors import PerceptionError
 from perception.detect import create_detector, resolve_backend
-from perception.detect.gpu import tensorrt_available
 from perception.detect.labels import COCO_NAMES
-from perception.errors import PerceptionError
-from perception.track import iou_matrix
+from perception.detect.tensorrt.gpu import tensorrt_available
+from perception.track.tracker import iou_matrix
 from tests.conftest import ASSETS, HIGHWAY_CLIP, MOT17_13, REPO, STILLS, YOLOX_ONNX
 from tests.helpers import assert_parity, constant_output_model, ultra_output, with_detector
 
@@ -232,7 +232,7 @@ def test_ultralytics_is_imported_offline() -> None:
     """In a fresh process: after the backend imports Ultralytics, it believes it is offline (no AutoUpdate,
     no event reporting, no asset lookups) and will not pip-install anything."""
     code = (
-        "from perception.detect.ultralytics import load_ultralytics; load_ultralytics(); "
+        "from perception.detect.runtimes.ultralytics import load_ultralytics; load_ultralytics(); "
         "import os; from ultralytics.utils import ONLINE, AUTOINSTALL; "
         "print(ONLINE, AUTOINSTALL, os.environ['YOLO_OFFLINE'])"
     )
@@ -264,7 +264,7 @@ def test_ultralytics_refuses_a_foreign_onnx(cfg: Config) -> None:
 @pytest.fixture(scope="module")
 def tiny_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real YOLOv8n .pt with COCO names and untrained weights, built offline from Ultralytics' config."""
-    from perception.detect.ultralytics import load_ultralytics
+    from perception.detect.runtimes.ultralytics import load_ultralytics
 
     ultralytics = load_ultralytics()
     model = ultralytics.YOLO("yolov8n.yaml", task="detect")
@@ -411,7 +411,7 @@ def test_every_backend_closes_once(cfg: Config, highway_frame: np.ndarray) -> No
 
 
 def _bus() -> Path:
-    from perception.detect.ultralytics import load_ultralytics
+    from perception.detect.runtimes.ultralytics import load_ultralytics
 
     return Path(load_ultralytics().__file__).parent / "assets" / "bus.jpg"
 
@@ -422,7 +422,7 @@ def _bus() -> Path:
 def test_bus_and_four_people_as_ultralytics_predicts_them(cfg: Config, model: Path) -> None:
     """Our letterbox and decoder (end-to-end head on ONNX Runtime, YOLO11 head on OpenVINO in fp32) against
     Ultralytics' `predict` on the same file: the same boxes, IoU >= 0.9, same classes."""
-    from perception.detect.ultralytics import load_ultralytics
+    from perception.detect.runtimes.ultralytics import load_ultralytics
 
     conf = 0.3
     ours = create_detector(model, with_detector(cfg, precision="fp32", conf_threshold=conf))

@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.config import Config
+from perception.core.config import Config
+from perception.core.errors import PerceptionError
 from perception.detect import create_detector
 from perception.detect.decode import nms_by_label
 from perception.detect.labels import COCO_NAMES
 from perception.detect.preprocess import INPUT_FORMATS, Letterbox
-from perception.errors import PerceptionError
-from perception.track import iou_matrix as track_iou
+from perception.track.tracker import iou_matrix as track_iou
 from tests.conftest import MOT17_13, STILLS, YOLOX_ONNX
 from tests.helpers import constant_output_model, ultra_output, with_detector
 

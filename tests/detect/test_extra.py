@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.config import Config, load_config
+from perception.core.config import Config, load_config
+from perception.core.errors import PerceptionError
+from perception.core.types import Detections
 from perception.detect import create_detector
 from perception.detect.extra import create_extra_detectors, merge_detections, run_class_names
-from perception.errors import PerceptionError
-from perception.types import Detections
 from tests.conftest import ASSETS, YOLOX_ONNX
 from tests.helpers import read_events, run_cli
 
@@ -196,6 +196,6 @@ def test_run_with_a_sign_detector_every_second_frame(tmp_path: Path) -> None:
 
 def onnx_metadata_names(path: Path) -> list[str]:
     from perception.detect.labels import class_names_from
-    from perception.detect.onnxruntime import onnx_metadata
+    from perception.detect.runtimes.onnxruntime import onnx_metadata
 
     return class_names_from(onnx_metadata(path).get("names"), 43)

@@ -11,13 +11,13 @@ import numpy as np
 import onnx
 import pytest
 
-from perception.config import Config
+from perception.core.config import Config
+from perception.core.errors import PerceptionError
 from perception.detect import create_detector
 from perception.detect.decode import choose_layout, decode_end2end, yolox_anchors
 from perception.detect.labels import COCO_NAMES, Taxonomy
 from perception.detect.metadata import ModelMetadata
-from perception.errors import PerceptionError
-from perception.track import iou_matrix
+from perception.track.tracker import iou_matrix
 from tests.conftest import ASSETS, YOLOX_ONNX
 from tests.helpers import with_detector
 

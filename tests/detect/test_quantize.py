@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.config import Config
+from perception.core.config import Config
 from perception.detect import create_detector
-from perception.detect.accuracy import load_frames
+from perception.detect.auto.accuracy import load_frames
 from perception.detect.quantize import head_tail, split_frames
 from perception.detect.quantized import is_quantized
 from tests.conftest import ASSETS, HIGHWAY_CLIP, YOLOX_ONNX

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perception.errors import PerceptionError
+from perception.core.boxes import match_image
+from perception.core.errors import PerceptionError
 from perception.eval.detection import (
     GroundTruth,
     ImageTruth,
     average_precision,
-    match_image,
     read_gtsdb,
     read_kitti,
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 from perception.eval import mot
 from tests.conftest import ASSETS, REPO
 

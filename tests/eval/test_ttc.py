@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from perception.config import Config, load_config
+from perception.core.config import Config, load_config
 from perception.eval.synthetic import SCENARIOS, render
 from perception.eval.ttc import evaluate_ttc
 from tests.conftest import ASSETS, YOLOX_ONNX
