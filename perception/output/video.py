@@ -93,7 +93,7 @@ class Mp4Writer:
             return
         if self._stream is None:
             h, w = image.shape[:2]
-            self._open_stream(w - w % 2, h - h % 2)
+            self._open_stream(max(2, w - w % 2), max(2, h - h % 2))  # even sides, 2 px at least (H.264 4:2:0)
         width, height = self._size
         if image.shape[1] != width or image.shape[0] != height:
             if image.shape[1] - width in (0, 1) and image.shape[0] - height in (0, 1):

@@ -19,6 +19,7 @@ from perception.core.config import SourceConfig
 from perception.core.errors import PerceptionError
 from perception.core.types import Frame
 from perception.sources.live import HealthCallback, LiveCaptureSource, connect
+from perception.sources.video_probe import read_packets, shortfall, why_unreadable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 _DIGITS = re.compile(r"(\d+)")
@@ -64,7 +65,7 @@ class VideoFileSource:
     """A finite video: a file, or a file served over HTTP."""
 
     def __init__(self, cap: cv2.VideoCapture, name: str, realtime: bool) -> None:
-        self.name = name
+        self.name = name  # the path or URL
         self._cap = cap
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else 25.0
@@ -73,11 +74,13 @@ class VideoFileSource:
         self.is_live = realtime
         self._pacer = _Pacer(realtime)
         self._index = 0
+        self._last_s: float | None = None  # the last frame's timestamp
         # Some non-videos open fine and then yield nothing: decode one frame now to fail early.
         ok, self._first = self._cap.read()
         if not ok:
             self._cap.release()
-            raise PerceptionError(f"cannot read any frame from video {name}")
+            why = why_unreadable(name, opened=True)
+            raise PerceptionError(f"cannot read any frame from video {name}: {why}")
 
     def read(self) -> Frame | None:
         t0 = time.monotonic_ns()
@@ -92,17 +95,19 @@ class VideoFileSource:
         pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
         source_ts_s = pos_ms / 1000.0 if pos_ms > 0 or self._index == 0 else self._index / self.fps
         self._pacer.wait(source_ts_s)
+        self._last_s = source_ts_s
         frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s, decode_ms)
         self._index += 1
         return frame
 
     def _check_complete(self) -> None:
-        """OpenCV just stops reading at a cut or a broken stretch; the container's frame count tells.
-        A little slack, as some containers only estimate the count from duration and frame rate."""
-        count = self.frame_count
-        if count is not None and self._index < count - max(2, count // 100):
+        """OpenCV just stops reading at a cut or a broken stretch, as it does at the end: the container's
+        packets tell which (perception.sources.video_probe.py), not the count it announces."""
+        packets = read_packets(self.name)
+        short = shortfall(self._index, self._last_s, self.fps, packets) if packets is not None else ""
+        if short:
             raise PerceptionError(
-                f"video {self.name} ended after {self._index} of {count} frames: truncated or corrupt"
+                f"video {self.name} ended after {self._index} {short}: truncated or corrupt"
             )
 
     def close(self) -> None:
@@ -162,6 +167,7 @@ class ImageFolderSource:
         decode_ms = (time.monotonic_ns() - t0) / 1e6
         source_ts_s = self._index / self.fps
         self._pacer.wait(source_ts_s)
+        self._last_s = source_ts_s
         frame = Frame(image, self._index, time.monotonic_ns(), source_ts_s, decode_ms)
         self._index += 1
         return frame
@@ -190,8 +196,6 @@ def open_source(
     if path.is_file():
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            raise PerceptionError(
-                f"cannot open video {path}: not a video file, or a format OpenCV cannot read"
-            )
+            raise PerceptionError(f"cannot open video {path}: {why_unreadable(str(path))}")
         return VideoFileSource(cap, str(path), realtime)
     raise PerceptionError(f"source not found: {spec}")
