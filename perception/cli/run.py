@@ -16,6 +16,7 @@ import functools
 import math
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from perception.cli import interrupts
@@ -31,13 +32,12 @@ from perception.cli.run_outputs import (
 )
 from perception.core.config import Config, load_config
 from perception.core.errors import PerceptionError
-from perception.core.events import (
-    RunStatus,
-)
+from perception.core.events import EndEvent, RunStatus
 from perception.detect import Detector, create_detector, inference_requests
 from perception.detect.extra import ExtraDetector, create_extra_detectors, run_class_names
 from perception.output.folder import RunFolder, check_display
 from perception.output.monitor import Monitor
+from perception.output.mqtt import MqttPublisher
 from perception.output.sinks import Annotator
 from perception.runtime.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.runtime.processor import build_processor
@@ -78,7 +78,7 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
         "when there are several (default: runs/NAME, numbered when it exists); one run at a time per folder",
     )
     run.add_argument("--config", help="YAML overriding configs/default.yaml")
-    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show", "--serve")
+    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show", "--serve", "--mqtt")
     run.add_argument(
         "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
     )
@@ -111,6 +111,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
     with contextlib.ExitStack() as resources:
         opened = _open_sources(resources, cfg, specs, out)
         monitor = _open_monitor(resources, cfg, opened)
+        _open_mqtt(resources, cfg, opened)
         throughput = not any(o.source.is_live for o in opened)
         requests = inference_requests(cfg.detector, throughput)
         # Backend auto checks reduced precision on real frames: the first stream's, when a file or folder.
@@ -175,7 +176,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         finally:
             late = None
             for o, stream in zip(opened, streams, strict=True):
-                ended = None if monitor is None else functools.partial(monitor.stream_ended, o.spec.name)
+                ended = _ended(o, monitor)
                 problem = finish_stream(o, stream.summary, failure, status, folder.free_reserve, ended)
                 late = late or problem
         if late is not None:
@@ -212,6 +213,25 @@ def _open_monitor(resources: contextlib.ExitStack, cfg: Config, opened: list[Ope
         o.health.monitor = functools.partial(monitor.on_source, o.spec.name)
     print(f"perception: monitoring on {monitor.url} (/metrics, /health)", file=sys.stderr)
     return monitor
+
+
+def _open_mqtt(resources: contextlib.ExitStack, cfg: Config, opened: list[OpenedStream]) -> None:
+    """One MQTT connection for the run when `output.mqtt.url` (--mqtt) is set, a sink per stream; before
+    the detector loads, so a missing paho-mqtt fails at once. An unreachable broker is not an error."""
+    if cfg.output.mqtt.url is None:
+        return
+    publisher = resources.enter_context(MqttPublisher(cfg.output.mqtt))
+    for o in opened:
+        o.mqtt = publisher.stream(o.spec.name, o.source.name, o.source.is_live, o.cfg.labels)
+        o.health.mqtt = o.mqtt.on_source
+
+
+def _ended(o: OpenedStream, monitor: Monitor | None) -> Callable[[EndEvent], None] | None:
+    """Who hears a stream's `end` record besides its log: the monitor, the MQTT state topic."""
+    hearers = [] if monitor is None else [functools.partial(monitor.stream_ended, o.spec.name)]
+    if o.mqtt is not None:
+        hearers.append(o.mqtt.ended)
+    return (lambda end: [hear(end) for hear in hearers]) if hearers else None
 
 
 def _stream_config(cfg: Config, spec: StreamSpec) -> Config:

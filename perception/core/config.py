@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from perception.core.errors import PerceptionError, first_line
+from perception.core.mqtt_config import MqttConfig
 from perception.core.yaml_file import read_mapping, shown_key, validation_message
 
 PosFloat = Annotated[float, Field(gt=0)]
@@ -262,6 +263,7 @@ class OutputConfig(_Strict):
     tracks: bool = True
     show: bool = False
     display_conf: Fraction = 0.25
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
