@@ -38,6 +38,7 @@ from perception.detect.extra import ExtraDetector, create_extra_detectors, run_c
 from perception.output.folder import RunFolder, check_display
 from perception.output.monitor import Monitor
 from perception.output.mqtt import MqttPublisher
+from perception.output.recording import McapRecorder
 from perception.output.sinks import Annotator
 from perception.runtime.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.runtime.processor import build_processor
@@ -47,6 +48,7 @@ from perception.sources.files import open_source
 EXIT_SIGINT, EXIT_SIGTERM = interrupts.EXIT_SIGINT, interrupts.EXIT_SIGTERM
 STOP = (signal.SIGINT, signal.SIGTERM)  # the signals that end a run cleanly
 OUTPUT_FILES = (("annotated.mp4", "video"), ("events.jsonl", "events"), ("tracks.txt", "tracks"))
+RECORDING = "run.mcap"  # one per run, in the run's folder (output.mcap)
 
 
 def add_run_command(commands: argparse._SubParsersAction) -> None:
@@ -94,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     files = [name for name, on in OUTPUT_FILES if getattr(cfg.output, on)]
     if len(specs) > 1:
         files = [f"{spec.name}/{name}" for spec in specs for name in files]
+    if cfg.output.mcap:
+        files.append(RECORDING)
     name = stream_name(str(args.streams)) if args.streams is not None else specs[0].name
     folder = RunFolder.claim(args.out, name, tuple(files))
     failed = True
@@ -135,6 +139,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         try:
             for o in opened:
                 open_outputs(resources, o, detector, class_names, model)
+            _open_recording(resources, cfg, opened, out)
         except BaseException:
             for sig, handler in default_handlers.items():
                 signal.signal(sig, handler)
@@ -226,6 +231,19 @@ def _open_mqtt(resources: contextlib.ExitStack, cfg: Config, opened: list[Opened
         o.health.mqtt = o.mqtt.on_source
 
 
+def _open_recording(
+    resources: contextlib.ExitStack, cfg: Config, opened: list[OpenedStream], out: Path
+) -> None:
+    """run.mcap when `output.mcap` is on: a sink per stream before its event log (so the log's `sink` latency
+    includes it), its image taken before the annotator draws on the frame (`_streams`)."""
+    if not cfg.output.mcap:
+        return
+    recorder = resources.enter_context(contextlib.closing(McapRecorder(out / RECORDING, cfg.output)))
+    for o in opened:
+        o.mcap = recorder.stream(o.spec.name, o.cfg.labels)
+        o.sinks.insert(len(o.sinks) - (o.events is not None), o.mcap)
+
+
 def _ended(o: OpenedStream, monitor: Monitor | None) -> Callable[[EndEvent], None] | None:
     """Who hears a stream's `end` record besides its log: the monitor, the MQTT state topic."""
     hearers = [] if monitor is None else [functools.partial(monitor.stream_ended, o.spec.name)]
@@ -281,6 +299,8 @@ def _streams(opened: list[OpenedStream], class_names: list[str]):
         cfg = o.cfg
         drawn = cfg.output.video or cfg.output.show or o.monitor is not None  # the live view is annotated too
         annotate = Annotator(cfg.labels, class_names) if drawn else None
+        if o.mcap is not None:
+            annotate = o.mcap.before_drawing(annotate)
         on_frame = (lambda _r, bar=progress: bar.update()) if progress is not None else None
         streams.append(Stream(o.source, build_processor(cfg), o.sinks, annotate, on_frame, o.spec.name))
     return streams, progress

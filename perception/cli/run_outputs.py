@@ -25,6 +25,7 @@ from perception.core.events import (
 )
 from perception.detect import Detector
 from perception.output.mqtt import MqttStreamSink
+from perception.output.recording import McapStreamSink
 from perception.output.sinks import DisplaySink, EventLog, Sink, TracksFile, VideoSink
 from perception.runtime.pipeline import RunSummary, StageError
 from perception.runtime.streams import StreamSpec
@@ -47,6 +48,7 @@ class OpenedStream:
     sinks: list[Sink] = field(default_factory=list)
     monitor: Sink | None = None  # its monitoring sink, with --serve
     mqtt: MqttStreamSink | None = None  # its MQTT messages, with --mqtt
+    mcap: McapStreamSink | None = None  # its channels in run.mcap, with output.mcap
 
 
 def open_outputs(

@@ -264,6 +264,11 @@ class OutputConfig(_Strict):
     show: bool = False
     display_conf: Fraction = 0.25
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    mcap: bool = False
+    mcap_image_hz: Annotated[float, Field(ge=0, le=1000)] = 5.0
+    mcap_image_max_width: Annotated[int, Field(ge=32, le=8192)] = 640
+    mcap_jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 75
+    mcap_chunk_kib: Annotated[int, Field(ge=16, le=65536)] = 256
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -152,7 +152,7 @@ def test_a_broker_restarted_mid_run_gets_every_warning(
 ) -> None:
     """The broker goes away before the warnings and comes back after them: they wait in the outbox and are
     delivered (QoS 1) to a subscriber whose persistent session the broker kept."""
-    sub = Subscriber(broker.port, "perception/+/fcw", client_id="fcw-listener")
+    sub = Subscriber(broker.port, "perception/#", client_id="fcw-listener")
     sub.wait_for(lambda: sub.client.is_connected(), 10, "the subscriber to connect")
     out = tmp_path / "run"
     proc = start_run(
@@ -167,6 +167,7 @@ def test_a_broker_restarted_mid_run_gets_every_warning(
         broker.url,
     )
     try:
+        sub.wait_for(lambda: b"online" in sub.on("perception/available"), 60, "the run to connect")
         deadline = time.monotonic() + 60
         while not (out / "events.jsonl").is_file() and time.monotonic() < deadline:
             time.sleep(0.05)
