@@ -89,6 +89,14 @@ FLAGS: dict[str, Flag] = {
             "help": "file replay: every frame (fast), or paced like live (realtime)",
         },
     ),
+    "--topic": Flag(
+        ("source", "topic"),
+        {
+            "metavar": "TOPIC",
+            "help": "ROS bag / MCAP sources: the image topic to replay (default: the only one; config "
+            "source.topic)",
+        },
+    ),
     "--show": Flag(
         ("output", "show"),
         {"action": "store_const", "const": True, "help": "show the annotated frames in a window (q to stop)"},

@@ -61,7 +61,8 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
         "source",
         nargs="*",
         help="one or more sources (each a stream; they share one detector): video file, image folder, "
-        "camera index (0) or rtsp:// / http(s):// URL",
+        "ROS bag or MCAP (.bag, .mcap, .db3, a ROS 2 bag folder; --topic), camera index (0) or "
+        "rtsp:// / http(s):// URL",
     )
     run.add_argument(
         "--streams",
@@ -80,7 +81,8 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
         "when there are several (default: runs/NAME, numbered when it exists); one run at a time per folder",
     )
     run.add_argument("--config", help="YAML overriding configs/default.yaml")
-    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show", "--serve", "--mqtt")
+    add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show", "--serve")
+    add_flags(run, "--mqtt", "--topic")
     run.add_argument(
         "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
     )
