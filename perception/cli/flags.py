@@ -109,6 +109,16 @@ FLAGS: dict[str, Flag] = {
             "127.0.0.1:8080 (config monitor.serve)",
         },
     ),
+    "--foxglove": Flag(
+        ("output", "foxglove"),
+        {
+            "nargs": "?",
+            "const": "127.0.0.1:8765",
+            "metavar": "HOST:PORT",
+            "help": "a live Foxglove WebSocket server with the annotated frames, warning and latency "
+            "(default 127.0.0.1:8765; config output.foxglove)",
+        },
+    ),
     "--mqtt": Flag(
         ("output", "mqtt"),
         {

@@ -36,6 +36,7 @@ from perception.core.events import EndEvent, RunStatus
 from perception.detect import Detector, create_detector, inference_requests
 from perception.detect.extra import ExtraDetector, create_extra_detectors, run_class_names
 from perception.output.folder import RunFolder, check_display
+from perception.output.foxglove_live import FoxgloveLive
 from perception.output.monitor import Monitor
 from perception.output.mqtt import MqttPublisher
 from perception.output.recording import McapRecorder
@@ -82,7 +83,7 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--config", help="YAML overriding configs/default.yaml")
     add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show", "--serve")
-    add_flags(run, "--mqtt", "--topic")
+    add_flags(run, "--mqtt", "--foxglove", "--topic")
     run.add_argument(
         "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
     )
@@ -118,6 +119,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         opened = _open_sources(resources, cfg, specs, out)
         monitor = _open_monitor(resources, cfg, opened)
         _open_mqtt(resources, cfg, opened)
+        _open_foxglove(resources, cfg, opened)
         throughput = not any(o.source.is_live for o in opened)
         requests = inference_requests(cfg.detector, throughput)
         # Backend auto checks reduced precision on real frames: the first stream's, when a file or folder.
@@ -233,17 +235,30 @@ def _open_mqtt(resources: contextlib.ExitStack, cfg: Config, opened: list[Opened
         o.health.mqtt = o.mqtt.on_source
 
 
+def _open_foxglove(resources: contextlib.ExitStack, cfg: Config, opened: list[OpenedStream]) -> None:
+    """The live Foxglove server when `output.foxglove` (--foxglove) is set, a sink per stream; before the
+    detector loads, so a port in use fails the run at once."""
+    if cfg.output.foxglove is None:
+        return
+    server = resources.enter_context(contextlib.closing(FoxgloveLive(cfg.output)))
+    for o in opened:
+        o.live = server.stream(o.spec.name, o.cfg.labels)
+
+
 def _open_recording(
     resources: contextlib.ExitStack, cfg: Config, opened: list[OpenedStream], out: Path
 ) -> None:
-    """run.mcap when `output.mcap` is on: a sink per stream before its event log (so the log's `sink` latency
-    includes it), its image taken before the annotator draws on the frame (`_streams`)."""
-    if not cfg.output.mcap:
-        return
-    recorder = resources.enter_context(contextlib.closing(McapRecorder(out / RECORDING, cfg.output)))
+    """run.mcap when `output.mcap` is on; its sinks and the live server's before each event log (so the log's
+    `sink` latency includes them), their images taken before the annotator draws on the frame (`_streams`)."""
+    recorder = None
+    if cfg.output.mcap:
+        recorder = resources.enter_context(contextlib.closing(McapRecorder(out / RECORDING, cfg.output)))
     for o in opened:
-        o.mcap = recorder.stream(o.spec.name, o.cfg.labels)
-        o.sinks.insert(len(o.sinks) - (o.events is not None), o.mcap)
+        if recorder is not None:
+            o.mcap = recorder.stream(o.spec.name, o.cfg.labels)
+        for sink in (o.mcap, o.live):
+            if sink is not None:
+                o.sinks.insert(len(o.sinks) - (o.events is not None), sink)
 
 
 def _ended(o: OpenedStream, monitor: Monitor | None) -> Callable[[EndEvent], None] | None:
@@ -301,8 +316,9 @@ def _streams(opened: list[OpenedStream], class_names: list[str]):
         cfg = o.cfg
         drawn = cfg.output.video or cfg.output.show or o.monitor is not None  # the live view is annotated too
         annotate = Annotator(cfg.labels, class_names) if drawn else None
-        if o.mcap is not None:
-            annotate = o.mcap.before_drawing(annotate)
+        for raw in (o.mcap, o.live):  # they record the frame before the annotator draws on it
+            if raw is not None:
+                annotate = raw.before_drawing(annotate)
         on_frame = (lambda _r, bar=progress: bar.update()) if progress is not None else None
         streams.append(Stream(o.source, build_processor(cfg), o.sinks, annotate, on_frame, o.spec.name))
     return streams, progress

@@ -25,7 +25,7 @@ from perception.core.events import (
 )
 from perception.detect import Detector
 from perception.output.mqtt import MqttStreamSink
-from perception.output.recording import McapStreamSink
+from perception.output.recording import FoxgloveStreamSink
 from perception.output.sinks import DisplaySink, EventLog, Sink, TracksFile, VideoSink
 from perception.runtime.pipeline import RunSummary, StageError
 from perception.runtime.streams import StreamSpec
@@ -48,7 +48,8 @@ class OpenedStream:
     sinks: list[Sink] = field(default_factory=list)
     monitor: Sink | None = None  # its monitoring sink, with --serve
     mqtt: MqttStreamSink | None = None  # its MQTT messages, with --mqtt
-    mcap: McapStreamSink | None = None  # its channels in run.mcap, with output.mcap
+    mcap: FoxgloveStreamSink | None = None  # its channels in run.mcap, with output.mcap
+    live: FoxgloveStreamSink | None = None  # its channels on the live Foxglove server, with --foxglove
 
 
 def open_outputs(

@@ -270,6 +270,7 @@ class OutputConfig(_Strict):
     mcap_image_max_width: Annotated[int, Field(ge=32, le=8192)] = 640
     mcap_jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 75
     mcap_chunk_kib: Annotated[int, Field(ge=16, le=65536)] = 256
+    foxglove: Annotated[str, AfterValidator(lambda v: (parse_host_port(v), v)[1])] | None = None
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 
@@ -146,6 +146,19 @@ def _rgba(rgba: tuple[float, float, float, float]) -> dict[str, float]:
     return dict(zip("rgba", rgba, strict=True))
 
 
+class ChannelWriter(Protocol):
+    """Where a stream's Foxglove messages go: run.mcap (`McapRecorder`), the live server (`FoxgloveLive`)."""
+
+    cfg: OutputConfig
+    label: str  # names it in errors
+
+    def add(self, channel: Any, log_time_ns: int, record: dict[str, Any]) -> None: ...
+
+    def wants(self, channel: Any) -> bool:
+        """Whether anyone takes this channel's messages now (so an unwatched image is never encoded)."""
+        ...
+
+
 class McapRecorder:
     """One run.mcap for a run; `stream(name, labels)` gives each stream its sink. Sinks write from their own
     threads: one lock keeps the writer's records whole."""
@@ -157,7 +170,7 @@ class McapRecorder:
             raise PerceptionError(
                 'output.mcap needs the mcap package: pip install -e ".[foxglove]"'
             ) from None
-        self.path, self.cfg = path, cfg
+        self.path, self.cfg, self.label = path, cfg, str(path)
         self._file = _WholeWrites(path)
         self._writer = Writer(
             self._file, chunk_size=cfg.mcap_chunk_kib * 1024, compression=CompressionType.ZSTD
@@ -170,13 +183,16 @@ class McapRecorder:
         self._lock = threading.Lock()
         self._closed = False
 
-    def stream(self, name: str, labels: Sequence[str]) -> McapStreamSink:
+    def stream(self, name: str, labels: Sequence[str]) -> FoxgloveStreamSink:
         with self._lock:
             channels = {
                 kind: self._writer.register_channel(f"/{name}/{kind}", "json", self._schemas[schema])
                 for kind, schema in TOPICS.items()
             }
-        return McapStreamSink(self, name, channels, labels)
+        return FoxgloveStreamSink(self, name, channels, labels)
+
+    def wants(self, channel: Any) -> bool:
+        return True
 
     def add(self, channel: int, log_time_ns: int, record: dict[str, Any]) -> None:
         data = json.dumps(record, allow_nan=False, separators=(",", ":")).encode()
@@ -196,15 +212,15 @@ class McapRecorder:
                 self._file.close()
 
 
-class McapStreamSink:
-    """A stream's messages in run.mcap. `before_drawing` wraps the stream's annotator so the image is taken
-    before boxes are drawn on it (Foxglove draws the annotations itself)."""
+class FoxgloveStreamSink:
+    """A stream's Foxglove messages (run.mcap, or the live server). `before_drawing` wraps the stream's
+    annotator so the image is taken before boxes are drawn on it (Foxglove draws the annotations itself)."""
 
     def __init__(
-        self, recorder: McapRecorder, name: str, channels: dict[str, int], labels: Sequence[str]
+        self, writer: ChannelWriter, name: str, channels: dict[str, Any], labels: Sequence[str]
     ) -> None:
-        self.recorder, self.name, self.channels, self.labels = recorder, name, channels, list(labels)
-        cfg = recorder.cfg
+        self.writer, self.name, self.channels, self.labels = writer, name, channels, list(labels)
+        cfg = writer.cfg
         self._image_every_s = 1.0 / cfg.mcap_image_hz if cfg.mcap_image_hz > 0 else math.inf
         self._image_at_s = -math.inf
 
@@ -219,16 +235,18 @@ class McapStreamSink:
         ts_s = result.frame.source_ts_s
         if self._image_every_s == math.inf or ts_s - self._image_at_s < self._image_every_s * 0.999:
             return
+        if not self.writer.wants(self.channels["image"]):
+            return
         self._image_at_s = ts_s
         image = result.frame.image
-        cfg = self.recorder.cfg
+        cfg = self.writer.cfg
         scale = self._scale(image.shape[1])
         if scale < 1.0:
             size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, cfg.mcap_jpeg_quality])
         if not ok:
-            raise PerceptionError(f"{self.recorder.path}: cannot encode frame {result.frame.index} as JPEG")
+            raise PerceptionError(f"{self.writer.label}: cannot encode frame {result.frame.index} as JPEG")
         ns, stamp = _stamp(ts_s)
         record = {
             "timestamp": stamp,
@@ -236,22 +254,25 @@ class McapStreamSink:
             "data": base64.b64encode(jpeg).decode(),
             "format": "jpeg",
         }
-        self.recorder.add(self.channels["image"], ns, record)
+        self.writer.add(self.channels["image"], ns, record)
 
     def _scale(self, width_px: int) -> float:
         """Image pixels per frame pixel: frames wider than `mcap_image_max_width` are recorded scaled down."""
-        return min(1.0, self.recorder.cfg.mcap_image_max_width / width_px)
+        return min(1.0, self.writer.cfg.mcap_image_max_width / width_px)
 
     def write(self, result: FrameResult) -> None:
         ns, stamp = _stamp(result.frame.source_ts_s)
-        add = self.recorder.add
-        add(self.channels["annotations"], ns, self._annotations(result, stamp))
-        w = result.warning
-        warning = {"level": int(w.level), "label": w.level.label, "track_id": w.track_id}
-        warning |= {"ttc_s": w.ttc_s, "dist_m": w.dist_m, "tracks": len(result.tracks)}
-        add(self.channels["fcw"], ns, warning)
-        latency = {str(getattr(k, "value", k)): round(v, 3) for k, v in result.latency_ms.items()}
-        add(self.channels["latency"], ns, latency)
+        add, wants, channels = self.writer.add, self.writer.wants, self.channels
+        if wants(channels["annotations"]):
+            add(channels["annotations"], ns, self._annotations(result, stamp))
+        if wants(channels["fcw"]):
+            w = result.warning
+            warning = {"level": int(w.level), "label": w.level.label, "track_id": w.track_id}
+            warning |= {"ttc_s": w.ttc_s, "dist_m": w.dist_m, "tracks": len(result.tracks)}
+            add(channels["fcw"], ns, warning)
+        if wants(channels["latency"]):
+            latency = {str(getattr(k, "value", k)): round(v, 3) for k, v in result.latency_ms.items()}
+            add(channels["latency"], ns, latency)
 
     def _annotations(self, result: FrameResult, stamp: dict[str, int]) -> dict[str, Any]:
         """A box (a closed line, the warning's colour for the threat) and a label per track, in the pixels of
@@ -284,4 +305,4 @@ class McapStreamSink:
         return {"circles": [], "points": points, "texts": texts}
 
     def close(self) -> None:
-        """Nothing of its own: the recorder finishes the file once every stream has ended."""
+        """Nothing of its own: the writer finishes (the file, the server) once every stream has ended."""
