@@ -90,7 +90,8 @@ def test_a_run_publishes_its_topics_and_a_late_subscriber_gets_the_retained_stat
         sub.wait_for(lambda: sub.on("perception/available")[-1:] == [b"offline"], 10, "offline")
         assert sub.on("perception/available") == [b"online", b"offline"]
         seen = [s["state"] for s in states(sub, stream)]
-        assert seen == ["starting", "running", "ended"]
+        # in order; "starting" may be superseded by "running" if both waited for the connection together
+        assert seen in (["starting", "running", "ended"], ["running", "ended"])
         end = states(sub, stream)[-1]
         assert end["status"] == "ok" and end["frames_processed"] == 221 and end["source"] == str(HIGHWAY_CLIP)
         fcw = [json.loads(p) for p in sub.on(f"perception/{stream}/fcw")]
