@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perception.core.errors import PerceptionError
+from perception.core.mqtt_config import parse_mqtt_url
 from perception.detect import BACKENDS
 
 BACKEND_CHOICES = ("auto", *BACKENDS)
@@ -27,6 +28,15 @@ def _imgsz(values: list[int]) -> list[int]:
 def _classes(values: list[str]) -> list[str | int]:
     """Class names, or indices as Ultralytics users give them (`--classes 0 2`)."""
     return [int(v) if v.isdigit() else v for v in values]
+
+
+def _mqtt(url: str) -> dict[str, str]:
+    """`--mqtt URL` sets output.mqtt.url; a malformed URL is the flag's error, not the config's."""
+    try:
+        parse_mqtt_url(url)
+    except ValueError as exc:
+        raise PerceptionError(f"--mqtt: {exc}") from None
+    return {"url": url}
 
 
 def _compare(text: str) -> list[str]:
@@ -79,6 +89,14 @@ FLAGS: dict[str, Flag] = {
             "help": "file replay: every frame (fast), or paced like live (realtime)",
         },
     ),
+    "--topic": Flag(
+        ("source", "topic"),
+        {
+            "metavar": "TOPIC",
+            "help": "ROS bag / MCAP sources: the image topic to replay (default: the only one; config "
+            "source.topic)",
+        },
+    ),
     "--show": Flag(
         ("output", "show"),
         {"action": "store_const", "const": True, "help": "show the annotated frames in a window (q to stop)"},
@@ -90,6 +108,25 @@ FLAGS: dict[str, Flag] = {
             "help": "serve /metrics (Prometheus), /health (JSON) and a live view page over HTTP, e.g. "
             "127.0.0.1:8080 (config monitor.serve)",
         },
+    ),
+    "--foxglove": Flag(
+        ("output", "foxglove"),
+        {
+            "nargs": "?",
+            "const": "127.0.0.1:8765",
+            "metavar": "HOST:PORT",
+            "help": "a live Foxglove WebSocket server with the annotated frames, warning and latency "
+            "(default 127.0.0.1:8765; config output.foxglove)",
+        },
+    ),
+    "--mqtt": Flag(
+        ("output", "mqtt"),
+        {
+            "metavar": "URL",
+            "help": "publish warnings, stream state and tracks to an MQTT broker: mqtt://HOST:PORT[/PREFIX] "
+            "(mqtts:// for TLS; credentials from PERCEPTION_MQTT_USERNAME / _PASSWORD; config output.mqtt)",
+        },
+        _mqtt,
     ),
     "--compare": Flag(
         ("bench", "compare"),

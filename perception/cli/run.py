@@ -16,6 +16,7 @@ import functools
 import math
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from perception.cli import interrupts
@@ -31,13 +32,14 @@ from perception.cli.run_outputs import (
 )
 from perception.core.config import Config, load_config
 from perception.core.errors import PerceptionError
-from perception.core.events import (
-    RunStatus,
-)
+from perception.core.events import EndEvent, RunStatus
 from perception.detect import Detector, create_detector, inference_requests
 from perception.detect.extra import ExtraDetector, create_extra_detectors, run_class_names
 from perception.output.folder import RunFolder, check_display
+from perception.output.foxglove_live import FoxgloveLive
 from perception.output.monitor import Monitor
+from perception.output.mqtt import MqttPublisher
+from perception.output.recording import McapRecorder
 from perception.output.sinks import Annotator
 from perception.runtime.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.runtime.processor import build_processor
@@ -47,6 +49,7 @@ from perception.sources.files import open_source
 EXIT_SIGINT, EXIT_SIGTERM = interrupts.EXIT_SIGINT, interrupts.EXIT_SIGTERM
 STOP = (signal.SIGINT, signal.SIGTERM)  # the signals that end a run cleanly
 OUTPUT_FILES = (("annotated.mp4", "video"), ("events.jsonl", "events"), ("tracks.txt", "tracks"))
+RECORDING = "run.mcap"  # one per run, in the run's folder (output.mcap)
 
 
 def add_run_command(commands: argparse._SubParsersAction) -> None:
@@ -59,7 +62,8 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
         "source",
         nargs="*",
         help="one or more sources (each a stream; they share one detector): video file, image folder, "
-        "camera index (0) or rtsp:// / http(s):// URL",
+        "ROS bag or MCAP (.bag, .mcap, .db3, a ROS 2 bag folder; --topic), camera index (0) or "
+        "rtsp:// / http(s):// URL",
     )
     run.add_argument(
         "--streams",
@@ -79,6 +83,7 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--config", help="YAML overriding configs/default.yaml")
     add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show", "--serve")
+    add_flags(run, "--mqtt", "--foxglove", "--topic")
     run.add_argument(
         "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
     )
@@ -94,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     files = [name for name, on in OUTPUT_FILES if getattr(cfg.output, on)]
     if len(specs) > 1:
         files = [f"{spec.name}/{name}" for spec in specs for name in files]
+    if cfg.output.mcap:
+        files.append(RECORDING)
     name = stream_name(str(args.streams)) if args.streams is not None else specs[0].name
     folder = RunFolder.claim(args.out, name, tuple(files))
     failed = True
@@ -111,6 +118,8 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
     with contextlib.ExitStack() as resources:
         opened = _open_sources(resources, cfg, specs, out)
         monitor = _open_monitor(resources, cfg, opened)
+        _open_mqtt(resources, cfg, opened)
+        _open_foxglove(resources, cfg, opened)
         throughput = not any(o.source.is_live for o in opened)
         requests = inference_requests(cfg.detector, throughput)
         # Backend auto checks reduced precision on real frames: the first stream's, when a file or folder.
@@ -134,6 +143,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         try:
             for o in opened:
                 open_outputs(resources, o, detector, class_names, model)
+            _open_recording(resources, cfg, opened, out)
         except BaseException:
             for sig, handler in default_handlers.items():
                 signal.signal(sig, handler)
@@ -175,7 +185,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
         finally:
             late = None
             for o, stream in zip(opened, streams, strict=True):
-                ended = None if monitor is None else functools.partial(monitor.stream_ended, o.spec.name)
+                ended = _ended(o, monitor)
                 problem = finish_stream(o, stream.summary, failure, status, folder.free_reserve, ended)
                 late = late or problem
         if late is not None:
@@ -212,6 +222,51 @@ def _open_monitor(resources: contextlib.ExitStack, cfg: Config, opened: list[Ope
         o.health.monitor = functools.partial(monitor.on_source, o.spec.name)
     print(f"perception: monitoring on {monitor.url} (/metrics, /health)", file=sys.stderr)
     return monitor
+
+
+def _open_mqtt(resources: contextlib.ExitStack, cfg: Config, opened: list[OpenedStream]) -> None:
+    """One MQTT connection for the run when `output.mqtt.url` (--mqtt) is set, a sink per stream; before
+    the detector loads, so a missing paho-mqtt fails at once. An unreachable broker is not an error."""
+    if cfg.output.mqtt.url is None:
+        return
+    publisher = resources.enter_context(MqttPublisher(cfg.output.mqtt))
+    for o in opened:
+        o.mqtt = publisher.stream(o.spec.name, o.source.name, o.source.is_live, o.cfg.labels)
+        o.health.mqtt = o.mqtt.on_source
+
+
+def _open_foxglove(resources: contextlib.ExitStack, cfg: Config, opened: list[OpenedStream]) -> None:
+    """The live Foxglove server when `output.foxglove` (--foxglove) is set, a sink per stream; before the
+    detector loads, so a port in use fails the run at once."""
+    if cfg.output.foxglove is None:
+        return
+    server = resources.enter_context(contextlib.closing(FoxgloveLive(cfg.output)))
+    for o in opened:
+        o.live = server.stream(o.spec.name, o.cfg.labels)
+
+
+def _open_recording(
+    resources: contextlib.ExitStack, cfg: Config, opened: list[OpenedStream], out: Path
+) -> None:
+    """run.mcap when `output.mcap` is on; its sinks and the live server's before each event log (so the log's
+    `sink` latency includes them), their images taken before the annotator draws on the frame (`_streams`)."""
+    recorder = None
+    if cfg.output.mcap:
+        recorder = resources.enter_context(contextlib.closing(McapRecorder(out / RECORDING, cfg.output)))
+    for o in opened:
+        if recorder is not None:
+            o.mcap = recorder.stream(o.spec.name, o.cfg.labels)
+        for sink in (o.mcap, o.live):
+            if sink is not None:
+                o.sinks.insert(len(o.sinks) - (o.events is not None), sink)
+
+
+def _ended(o: OpenedStream, monitor: Monitor | None) -> Callable[[EndEvent], None] | None:
+    """Who hears a stream's `end` record besides its log: the monitor, the MQTT state topic."""
+    hearers = [] if monitor is None else [functools.partial(monitor.stream_ended, o.spec.name)]
+    if o.mqtt is not None:
+        hearers.append(o.mqtt.ended)
+    return (lambda end: [hear(end) for hear in hearers]) if hearers else None
 
 
 def _stream_config(cfg: Config, spec: StreamSpec) -> Config:
@@ -261,6 +316,9 @@ def _streams(opened: list[OpenedStream], class_names: list[str]):
         cfg = o.cfg
         drawn = cfg.output.video or cfg.output.show or o.monitor is not None  # the live view is annotated too
         annotate = Annotator(cfg.labels, class_names) if drawn else None
+        for raw in (o.mcap, o.live):  # they record the frame before the annotator draws on it
+            if raw is not None:
+                annotate = raw.before_drawing(annotate)
         on_frame = (lambda _r, bar=progress: bar.update()) if progress is not None else None
         streams.append(Stream(o.source, build_processor(cfg), o.sinks, annotate, on_frame, o.spec.name))
     return streams, progress

@@ -24,6 +24,8 @@ from perception.core.events import (
     StartEvent,
 )
 from perception.detect import Detector
+from perception.output.mqtt import MqttStreamSink
+from perception.output.recording import FoxgloveStreamSink
 from perception.output.sinks import DisplaySink, EventLog, Sink, TracksFile, VideoSink
 from perception.runtime.pipeline import RunSummary, StageError
 from perception.runtime.streams import StreamSpec
@@ -45,6 +47,9 @@ class OpenedStream:
     events: EventLog | None = None
     sinks: list[Sink] = field(default_factory=list)
     monitor: Sink | None = None  # its monitoring sink, with --serve
+    mqtt: MqttStreamSink | None = None  # its MQTT messages, with --mqtt
+    mcap: FoxgloveStreamSink | None = None  # its channels in run.mcap, with output.mcap
+    live: FoxgloveStreamSink | None = None  # its channels on the live Foxglove server, with --foxglove
 
 
 def open_outputs(
@@ -80,8 +85,9 @@ def open_outputs(
                 labels=cfg.labels,
             )
         )
-    if o.monitor is not None:  # before the event log: its `sink` latency includes the monitor
-        o.sinks.insert(len(o.sinks) - (o.events is not None), o.monitor)
+    for extra in (o.monitor, o.mqtt):  # before the event log: its `sink` latency includes them
+        if extra is not None:
+            o.sinks.insert(len(o.sinks) - (o.events is not None), extra)
 
 
 def finish_stream(
@@ -151,6 +157,7 @@ class HealthRelay:
         self.prefix = f"{name}: " if name else ""
         self.events: EventLog | None = None
         self.monitor: Callable[[SourceEvent], None] | None = None
+        self.mqtt: Callable[[SourceEvent], None] | None = None
         self.active = False
 
     def __call__(self, event: SourceEvent) -> None:
@@ -158,6 +165,8 @@ class HealthRelay:
             return
         if self.monitor is not None:
             self.monitor(event)
+        if self.mqtt is not None:
+            self.mqtt(event)
         if self.events is not None:
             self.events.event(event)
         print(f"perception: {self.prefix}{event.describe()}", file=sys.stderr)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from perception.core.errors import PerceptionError, first_line
+from perception.core.mqtt_config import MqttConfig
 from perception.core.yaml_file import read_mapping, shown_key, validation_message
 
 PosFloat = Annotated[float, Field(gt=0)]
@@ -62,6 +63,7 @@ class _Strict(BaseModel):
 class SourceConfig(_Strict):
     mode: Literal["fast", "realtime"] = "fast"
     image_folder_fps: PosFloat = 25.0
+    topic: Annotated[str, Field(min_length=1)] | None = None
     camera_buffer_size: Annotated[int, Field(ge=1, le=16)] = 1
     open_timeout_s: PosFloat = 10.0
     # live sources (streams, cameras): transport, stall detection, reconnecting, frame age
@@ -262,6 +264,13 @@ class OutputConfig(_Strict):
     tracks: bool = True
     show: bool = False
     display_conf: Fraction = 0.25
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    mcap: bool = False
+    mcap_image_hz: Annotated[float, Field(ge=0, le=1000)] = 5.0
+    mcap_image_max_width: Annotated[int, Field(ge=32, le=8192)] = 640
+    mcap_jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 75
+    mcap_chunk_kib: Annotated[int, Field(ge=16, le=65536)] = 256
+    foxglove: Annotated[str, AfterValidator(lambda v: (parse_host_port(v), v)[1])] | None = None
 
 
 def parse_host_port(text: str) -> tuple[str, int]:

@@ -1,4 +1,5 @@
-"""Frame sources behind one interface: video file, image folder, camera index, rtsp/http stream.
+"""Frame sources behind one interface: video file, image folder, ROS bag or MCAP, camera index, rtsp/http
+stream.
 
 A source only produces frames; pacing decides how: a live source (camera, stream, or a file replayed
 in `realtime` mode) produces frames at its own rate whether or not anyone keeps up, and the pipeline
@@ -18,7 +19,9 @@ import cv2
 from perception.core.config import SourceConfig
 from perception.core.errors import PerceptionError
 from perception.core.types import Frame
+from perception.sources.bags import BagSource, is_bag
 from perception.sources.live import HealthCallback, LiveCaptureSource, connect
+from perception.sources.pacing import Pacer
 from perception.sources.video_probe import read_packets, shortfall, why_unreadable
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -42,25 +45,6 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class _Pacer:
-    """Holds each frame back until its timestamp is due, measured from the first frame."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self._origin_ns: int | None = None
-
-    def wait(self, source_ts_s: float) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic_ns()
-        if self._origin_ns is None:
-            self._origin_ns = now - int(source_ts_s * 1e9)
-            return
-        delay_ns = self._origin_ns + int(source_ts_s * 1e9) - now
-        if delay_ns > 0:
-            time.sleep(delay_ns / 1e9)
-
-
 class VideoFileSource:
     """A finite video: a file, or a file served over HTTP."""
 
@@ -72,7 +56,7 @@ class VideoFileSource:
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 else None
         self.is_live = realtime
-        self._pacer = _Pacer(realtime)
+        self._pacer = Pacer(realtime)
         self._index = 0
         self._last_s: float | None = None  # the last frame's timestamp
         # Some non-videos open fine and then yield nothing: decode one frame now to fail early.
@@ -153,7 +137,7 @@ class ImageFolderSource:
         self.fps = fps or _folder_fps(folder, fallback_fps)
         self.frame_count = len(self._files)
         self.is_live = realtime
-        self._pacer = _Pacer(realtime)
+        self._pacer = Pacer(realtime)
         self._index = 0
 
     def read(self) -> Frame | None:
@@ -191,6 +175,8 @@ def open_source(
             return VideoFileSource(cap, spec, realtime)  # a finite file served over HTTP: a replay
         return LiveCaptureSource(spec, cap, cfg, on_health, attempts)
     path = Path(spec)
+    if is_bag(path):
+        return BagSource(path, cfg.topic, realtime)
     if path.is_dir():
         return ImageFolderSource(path, fps, cfg.image_folder_fps, realtime)
     if path.is_file():
