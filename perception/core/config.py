@@ -14,20 +14,17 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from perception.core.config_base import Fraction, PosFloat, _Strict
+from perception.core.config_output import MonitorConfig, OutputConfig
 from perception.core.errors import PerceptionError, first_line
-from perception.core.mqtt_config import MqttConfig
 from perception.core.yaml_file import read_mapping, shown_key, validation_message
 
-PosFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
 ClassRef = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)]  # a model class: index or name
 
 
@@ -54,10 +51,6 @@ DEFAULT_CLASSES: dict[str, tuple[str, ...]] = {
 # Detector output layouts (perception/detect/decode.py): YOLOX raw heads, YOLOv5/v7, YOLOv8/11, NMS-free.
 Layout = Literal["yolox", "yolov5", "ultralytics", "end2end"]
 LAYOUTS: tuple[str, ...] = get_args(Layout)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SourceConfig(_Strict):
@@ -234,8 +227,18 @@ class FCWConfig(_Strict):
     lead_switch_s: Annotated[float, Field(ge=0)] = 0.3
     cut_in_min_speed_mps: Annotated[float, Field(ge=0)] = 0.3
     cut_in_sigmas: Annotated[float, Field(ge=0)] = 2.0
-    caution_ttc_s: PosFloat = 4.5
-    warning_ttc_s: PosFloat = 3.6
+    reaction_time_s: Annotated[float, Field(ge=0, le=5)] = 1.5
+    closing_accel_tau_s: PosFloat = 0.5
+    max_closing_accel_mps2: Annotated[float, Field(ge=0)] = 10.0
+    caution_decel_mps2: PosFloat = 2.0
+    warning_decel_mps2: PosFloat = 4.0
+    caution_ttc_s: PosFloat = 6.0
+    warning_ttc_s: PosFloat = 4.5
+    path_min_speed_mps: Annotated[float, Field(ge=0)] = 2.0
+    crossing_min_speed_mps: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"pedestrian": 0.5, "cyclist": 0.5, "vehicle": 3.0, "obstacle": 0.5}
+    )
+    crossing_sigmas: Annotated[float, Field(ge=0)] = 3.0
     min_persistence_s: Annotated[float, Field(ge=0)] = 0.2
     min_clear_s: Annotated[float, Field(ge=0)] = 0.5
     hysteresis: Annotated[float, Field(ge=0, le=2)] = 0.15
@@ -246,63 +249,9 @@ class FCWConfig(_Strict):
     def _warning_before_caution(self) -> FCWConfig:
         if self.warning_ttc_s > self.caution_ttc_s:
             raise ValueError("warning_ttc_s must not exceed caution_ttc_s")
+        if self.warning_decel_mps2 < self.caution_decel_mps2:
+            raise ValueError("warning_decel_mps2 must not be below caution_decel_mps2")
         return self
-
-
-X264_PRESETS = (
-    *("ultrafast", "superfast", "veryfast", "faster", "fast"),
-    *("medium", "slow", "slower", "veryslow"),
-)
-
-
-class OutputConfig(_Strict):
-    video: bool = True
-    video_crf: Annotated[int, Field(ge=0, le=51)] = 23
-    video_preset: Literal[X264_PRESETS] = "ultrafast"  # type: ignore[valid-type]
-    video_keyframe_s: Annotated[float, Field(gt=0, le=10)] = 1.0
-    events: bool = True
-    tracks: bool = True
-    show: bool = False
-    display_conf: Fraction = 0.25
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    mcap: bool = False
-    mcap_image_hz: Annotated[float, Field(ge=0, le=1000)] = 5.0
-    mcap_image_max_width: Annotated[int, Field(ge=32, le=8192)] = 640
-    mcap_jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 75
-    mcap_chunk_kib: Annotated[int, Field(ge=16, le=65536)] = 256
-    foxglove: Annotated[str, AfterValidator(lambda v: (parse_host_port(v), v)[1])] | None = None
-
-
-def parse_host_port(text: str) -> tuple[str, int]:
-    """'HOST:PORT' (IPv6 in brackets: '[::1]:8080') to (host, port); ValueError saying what is wrong."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"expected HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:8080, got {text!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"an IPv6 host goes in brackets, e.g. [::1]:8080, got {text!r}")
-    return host, int(port)
-
-
-class MonitorConfig(_Strict):
-    serve: str | None = None
-    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 75
-    max_fps: Annotated[float, Field(gt=0, le=100)] = 10.0
-    max_width: Annotated[int, Field(ge=32, le=8192)] = 960
-    fps_window_s: Annotated[float, Field(gt=0, le=600)] = 5.0
-
-    @field_validator("serve")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_host_port(value)
-        return value
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        """(host, port) to serve on, or None when monitoring is off."""
-        return None if self.serve is None else parse_host_port(self.serve)
 
 
 class BenchConfig(_Strict):

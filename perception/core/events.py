@@ -169,7 +169,8 @@ class FrameEvent(_Record):
 
 @dataclass(frozen=True, slots=True)
 class FcwEvent(_Record):
-    """The warning level changed at this frame; the track and estimates that set it."""
+    """An object's warning level changed at this frame (each object has its own; the frame's `fcw` is the
+    highest): the track and the estimates that set it (null once the track is no longer reported)."""
 
     type: ClassVar[str] = "fcw"
     __pydantic_config__ = _FORBID
@@ -178,10 +179,11 @@ class FcwEvent(_Record):
     track_id: int | None  # the track that sets the level (None: none does any more)
     ttc_s: float | None
     dist_m: float | None
-    reason: str | None  # "lead" or "cut_in"
+    reason: str | None  # "lead", "cut_in" or "crossing"
     lateral_m: float | None  # its centre's offset from the camera axis on the road, right +
     lateral_speed_mps: float | None  # its rate, right +
     truncated: bool | None  # its box is cut by the frame border
+    required_decel_mps2: float | None  # how hard the ego must brake to avoid it, after a reaction time
     frame: int
     source_ts_s: float
 

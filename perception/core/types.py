@@ -120,6 +120,18 @@ class Tracks:
 
 
 @dataclass(slots=True, frozen=True)
+class EgoMotion:
+    """How the ego car moves at a frame (from the camera's motion or the car's telemetry); NaN where unknown.
+    The warning stage bends the ego path by it; without it the path is straight."""
+
+    speed_mps: float = float("nan")
+    speed_std_mps: float = float("nan")
+    yaw_rate_dps: float = float("nan")  # turning right positive
+    yaw_rate_std_dps: float = float("nan")
+    stopped: bool = False
+
+
+@dataclass(slots=True, frozen=True)
 class CollisionWarning:
     """The forward collision warning level and the track that sets it."""
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from perception.core.config import OutputConfig, parse_host_port
+from perception.core.config_output import OutputConfig, parse_host_port
 from perception.core.errors import PerceptionError, first_line
 from perception.output.recording import SCHEMAS, TOPICS, FoxgloveStreamSink
 

@@ -21,7 +21,7 @@ import numpy as np
 from perception.core.camera_profile import CameraProfile, load_camera_profile
 from perception.core.config import Config
 from perception.core.events import FcwEvent, Stage
-from perception.core.types import CollisionWarning, Detections, Frame, FrameResult, Tracks
+from perception.core.types import CollisionWarning, Detections, EgoMotion, Frame, FrameResult, Tracks
 from perception.threat.camera import LEFT, RIGHT, Camera, Ranging
 from perception.threat.fcw import ForwardCollisionWarning
 from perception.threat.ttc import TTCEstimator
@@ -64,10 +64,11 @@ class TimeToCollision(Protocol):
 
 class ThreatAssessor(Protocol):
     """Fills `tracks.in_path` (and lead, cut-in), steps the warning state; returns it and any level change
-    at this frame. `wants_precise_ttc`: the tracks whose TTC may matter soon (worth the costlier cue)."""
+    at this frame. `ego`: how the car moves (None: unknown, a straight path). `wants_precise_ttc`: the
+    tracks whose TTC may matter soon (worth the costlier cue)."""
 
     def update(
-        self, tracks: Tracks, t_s: float, camera: Camera, frame_index: int
+        self, tracks: Tracks, t_s: float, camera: Camera, frame_index: int, ego: EgoMotion | None = None
     ) -> tuple[CollisionWarning, list[FcwEvent]]: ...
 
     def wants_precise_ttc(self, tracks: Tracks) -> np.ndarray: ...
@@ -110,9 +111,11 @@ class FrameProcessor:
         detections: Detections,
         latency_ms: dict[str, float] | None = None,
         unobserved_classes: np.ndarray | None = None,
+        ego: EgoMotion | None = None,
     ) -> FrameResult:
         """This frame's result; `latency_ms` (the stages so far) gains `track` and `ttc`.
-        `unobserved_classes`: an extra detector's, on frames it skips (their tracks are carried)."""
+        `unobserved_classes`: an extra detector's, on frames it skips (their tracks are carried).
+        `ego`: how the car moves at this frame, when known (the warning's path bends with it)."""
         latency_ms = {} if latency_ms is None else latency_ms
         t0 = time.monotonic_ns()
         frame_hw = frame.image.shape[:2]
@@ -120,7 +123,7 @@ class FrameProcessor:
             self._restart(frame_hw)
         tracks = self._track(detections, frame.source_ts_s, frame_hw, unobserved_classes)
         t1 = time.monotonic_ns()
-        warning, events = self._assess(tracks, frame)
+        warning, events = self._assess(tracks, frame, ego)
         latency_ms[Stage.TRACK] = (t1 - t0) / 1e6
         latency_ms[Stage.TTC] = (time.monotonic_ns() - t1) / 1e6
         return FrameResult(frame, detections, tracks, latency_ms, warning, events)
@@ -138,7 +141,9 @@ class FrameProcessor:
                 np.clip(tracks.boxes_xyxy, 0, (w, h, w, h), out=tracks.boxes_xyxy)
         return tracks
 
-    def _assess(self, tracks: Tracks, frame: Frame) -> tuple[CollisionWarning, list[FcwEvent]]:
+    def _assess(
+        self, tracks: Tracks, frame: Frame, ego: EgoMotion | None = None
+    ) -> tuple[CollisionWarning, list[FcwEvent]]:
         """Per track, set on `tracks`: where it is (distance and lateral position on the road, boxes cut by
         the frame border), how it moves (TTC, lateral speed), whether it is the lead or cutting in; then the
         warning state."""
@@ -159,7 +164,7 @@ class FrameProcessor:
             self.ttc.update_lateral(tracks, t_s, ~(cut[:, LEFT] | cut[:, RIGHT]), camera.fx)
         if self.threats is None:
             return CollisionWarning(), []
-        return self.threats.update(tracks, t_s, camera, frame.index)
+        return self.threats.update(tracks, t_s, camera, frame.index, ego)
 
     def _restart(self, frame_hw: tuple[int, int]) -> None:
         if self._frame_hw is not None:

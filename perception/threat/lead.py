@@ -16,8 +16,12 @@ matters only if it is moving into it fast enough to be there before the ego is.
   `lead_switch_s`, and survives a missed detection for as long.
 - Cut-in: not (yet) held in the path but already reaching into the corridor, moving further in at
   `cut_in_min_speed_mps` or more and `cut_in_sigmas` above its speed uncertainty, and nearer than the
-  lead. (Predicting an entry from farther out would need lateral positions better than a box gives: a
-  near car's box edges wobble by a few tenths of a metre over a second, which reads as a lane change.)
+  lead.
+- Crossing: beside the path, but on a course that puts it in the ego's swept path when the ego gets there
+  (perception/threat/path.py), with a crossing speed well above what a box's wobble reads as.
+
+The corridor follows the ego's path (path.py): an arc from its yaw rate and speed when known, widened by
+that arc's uncertainty, else straight ahead.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ import numpy as np
 
 from perception.core.config import FCWConfig
 from perception.core.types import Tracks
+from perception.threat.path import EgoPath, crossing_course
+
+# Why a track may threaten (FcwEvent.reason), as codes in an int8 column
+NONE, LEAD, CUT_IN, CROSSING = 0, 1, 2, 3
+REASONS = {LEAD: "lead", CUT_IN: "cut_in", CROSSING: "crossing"}
 
 
 class TrackMemory:
@@ -79,6 +88,7 @@ class LeadSelector:
         state outlives its last report (a missed detection or two must not reset its in-path hold)."""
         self.cfg = cfg
         self._label_mask = np.array([label in cfg.labels for label in labels], bool)
+        self._crossing_min_mps = np.array([cfg.crossing_min_speed_mps.get(x, np.inf) for x in labels])
         self._memory = TrackMemory(
             {
                 "in_path": (bool, False),
@@ -102,16 +112,20 @@ class LeadSelector:
         known, mem = self._memory.get(tracks.ids)
         return self._label_mask[tracks.label_ids] & (~known | mem["relevant"])
 
-    def update(self, tracks: Tracks, t_s: float) -> np.ndarray:
+    def update(self, tracks: Tracks, t_s: float, path: EgoPath | None = None) -> np.ndarray:
         """Set `in_path`, `lead` and `cut_in` on the tracks, clear `ttc_plausible` of occluded ones, and
-        return which tracks may raise a warning (the lead and cut-ins)."""
+        return why each track may raise a warning (NONE, LEAD, CUT_IN or CROSSING, int8). `path`: the ego's
+        (straight when None)."""
         cfg = self.cfg
+        path = path or EgoPath()
         known, mem = self._memory.get(tracks.ids)
         label_ok = self._label_mask[tracks.label_ids]
         half = cfg.corridor_width_m / 2
-        centre, width = tracks.lateral_m.astype(np.float64), tracks.width_m.astype(np.float64)
-        lat_std = tracks.lateral_std_m.astype(np.float64)
+        width = tracks.width_m.astype(np.float64)
         dist, dist_std = tracks.dist_m.astype(np.float64), tracks.dist_std_m.astype(np.float64)
+        offset, offset_std = path.offset_m(dist)
+        centre = tracks.lateral_m.astype(np.float64) - np.nan_to_num(offset)  # from the path's centre line
+        lat_std = np.hypot(tracks.lateral_std_m.astype(np.float64), np.nan_to_num(offset_std))
 
         # In path, with hysteresis by uncertainty and by time.
         overlap = np.minimum(centre + width / 2, half) - np.maximum(centre - width / 2, -half)
@@ -138,17 +152,25 @@ class LeadSelector:
 
         # Cut-ins: reaching into the path ahead of the lead and moving further in, not yet held in it.
         gap = np.abs(centre) - width / 2 - half  # > 0: outside the corridor
-        toward = -np.sign(centre) * tracks.lateral_speed_mps
+        # on the road: less the sideways motion the ego's own turning gives everything at that distance
+        toward = -np.sign(centre) * (tracks.lateral_speed_mps + path.yaw_rate_rps * np.nan_to_num(dist))
         speed_std = tracks.lateral_speed_std_mps
         speed_ok = (toward >= cfg.cut_in_min_speed_mps) & (toward >= cfg.cut_in_sigmas * speed_std)
         lead_dist = dist[lead] if lead is not None else np.inf
         tracks.cut_in[:] = ~in_path & label_ok & ~occluded & (gap < 0) & speed_ok & (dist < lead_dist)
 
+        beside = ~in_path & label_ok & ~occluded & ~tracks.cut_in & tracks.ttc_plausible & (gap >= 0)
+        crossing = crossing_course(tracks, path, cfg, beside, self._crossing_min_mps[tracks.label_ids])
+
         reach = np.maximum(toward + 2 * speed_std, 0.0) * cfg.caution_ttc_s
-        relevant = in_path | tracks.lead | tracks.cut_in | ~placed | ~(gap - margin > reach)
+        relevant = in_path | tracks.lead | tracks.cut_in | crossing | ~placed | ~(gap - margin > reach)
         state = {"in_path": in_path, "changing_since_s": since, "relevant": relevant}
         self._memory.put(tracks.ids, t_s, state)
-        return tracks.lead | tracks.cut_in
+        reason = np.zeros(len(tracks), np.int8)
+        reason[crossing] = CROSSING
+        reason[tracks.cut_in] = CUT_IN
+        reason[tracks.lead] = LEAD
+        return reason
 
     def _select_lead(
         self, ids: np.ndarray, eligible: np.ndarray, dist: np.ndarray, dist_std: np.ndarray, t_s: float

@@ -93,9 +93,10 @@ def test_end_and_fcw_lines() -> None:
     end = EndEvent(RunStatus.ERROR, 10, 9, 0, 0, 0, 1.5, 6.0, False)
     assert end.to_dict()["status"] == "error"
     assert parse_event(end.to_dict()) == end
-    fcw = FcwEvent("warning", "caution", 4, 3.1, 20.5, "cut_in", -1.2, 0.8, False, 88, 3.52)
+    fcw = FcwEvent("warning", "caution", 4, 3.1, 20.5, "crossing", -1.2, 0.8, False, 4.7, 88, 3.52)
+    assert fcw.to_dict()["required_decel_mps2"] == 4.7
     assert parse_event(fcw.to_dict()) == fcw
-    cleared = FcwEvent("none", "warning", None, None, None, None, None, None, None, 95, 3.8)
+    cleared = FcwEvent("none", "warning", None, None, None, None, None, None, None, None, 95, 3.8)
     assert parse_event(cleared.to_dict()) == cleared
 
 
