@@ -8,9 +8,9 @@ nothing beside the path, or behind the lead, warns otherwise. Of those, only a T
 When: by kinematics, as production FCW timing is (the CAMP alert-timing model behind NHTSA's FCW test,
 openpilot's): the deceleration the ego would need to avoid the object after a driver's reaction time
 (`reaction_time_s`) at today's closing speed and its growth (a braking lead). A warning when it exceeds
-`warning_decel_mps2`, a caution earlier at `caution_decel_mps2`; the TTC is a second gate (`warning_ttc_s`, `caution_ttc_s`), so a slow
-approach far out, which a distance error inflates, never warns. 3.6 s of TTC at 5 m/s and 18 m needs
-0.7 m/s^2 (normal driving: no warning); at 30 m/s it needs a hard stop.
+`warning_decel_mps2`, a caution earlier at `caution_decel_mps2`; the TTC is a second gate (`warning_ttc_s`,
+`caution_ttc_s`), so a slow approach far out, which a distance error inflates, never warns. 3.6 s of TTC at
+5 m/s and 18 m needs 1.2 m/s^2 after 1.5 s of reaction (normal driving: no warning); at 20 m/s, 4.8.
 
 Each threatening object has its own level through a small state machine, because a warning that flickers
 or cries wolf gets ignored: a higher level must hold for min_persistence_s before it is raised, a lower one
