@@ -68,15 +68,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     ttc.add_argument(
         "source",
+        nargs="?",
         help="video or image folder: a scenario from python -m perception.eval.synthetic, or a real drive",
     )
     ttc.add_argument(
         "--truth",
-        required=True,
         type=Path,
         help="per-frame ground truth CSV: boxes (synthetic scenarios) or the lead's distance (a real drive)",
     )
-    ttc.add_argument("--model", required=True, help="detector model")
+    ttc.add_argument("--model", help="detector model")
+    ttc.add_argument(
+        "--scenarios",
+        action="store_true",
+        help="instead: the warning stage through NHTSA's, Euro NCAP-shaped and non-conflict scenarios "
+        "(perception/eval/scenarios.py), a table of warning times against the required ones",
+    )
+    ttc.add_argument("--seed", type=int, default=0, help="--scenarios: the measurement noise's seed (0)")
     ttc.add_argument("--config", help="YAML overriding configs/default.yaml")
     ttc.add_argument("--frames", help="score only frames FIRST-LAST (inclusive), e.g. 12-46")
     ttc.add_argument("--truth-column", help="the lead's distance column (default: dist_m, or the only one)")
@@ -92,11 +99,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _eval_scenarios(args: argparse.Namespace) -> int:
+    """`eval-ttc --scenarios`: exit 1 if a conflict was warned late or a non-conflict warned."""
+    import json
+
+    from perception.eval.scenarios import run_all, table
+
+    rows = run_all(load_config(args.config), args.seed)
+    print(json.dumps(rows) if args.json else table(rows))
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
 def _eval_ttc(args: argparse.Namespace) -> int:
     import json
 
     from perception.eval.ttc import evaluate_ttc, parse_frames
 
+    if args.scenarios:
+        return _eval_scenarios(args)
+    missing = [flag for flag, value in (("SOURCE", args.source), ("--truth", args.truth),
+                                        ("--model", args.model)) if value is None]  # fmt: skip
+    if missing:
+        raise PerceptionError(f"eval-ttc needs {', '.join(missing)} (or --scenarios)")
     if not args.truth.is_file():
         raise PerceptionError(f"truth file not found: {args.truth}")
     if args.truth_window < 1:

@@ -51,8 +51,9 @@ class ForwardCollisionWarning:
     def __init__(self, cfg: FCWConfig | None = None, labels: list[str] | None = None) -> None:
         self.cfg = cfg or FCWConfig()
         self.path = LeadSelector(self.cfg, labels if labels is not None else self.cfg.labels)
-        self._closing = TrackMemory(  # per track: its closing speed, smoothed, and how fast that grows
-            {"closing": (float, np.nan), "t": (float, np.nan), "accel": (float, 0.0), "age": (float, 0.0)},
+        sums = ("w", "sx", "sxx", "sv", "sxv", "svv")  # per track: a faded line fit of its closing speed
+        self._closing = TrackMemory(
+            {**{k: (float, 0.0) for k in sums}, "x": (float, 0.0), "t": (float, np.nan), "age": (float, 0.0)},
             keep_s=1.0,
         )
         self.reset()
@@ -124,21 +125,38 @@ class ForwardCollisionWarning:
         return self._last, events
 
     def _closing_accel(self, tracks: Tracks, t_s: float) -> np.ndarray:
-        """Per track, how fast its closing speed grows (a braking lead), smoothed over
-        `closing_accel_tau_s` and used once a track has that much history; 0 where unknown."""
+        """Per track, how fast its closing speed grows (a braking lead): the slope of a line fitted to its
+        closing speeds with weights fading over `closing_accel_tau_s` (sums kept per track, so no history
+        is stored), counted only where it is two standard errors above zero and the track has that much
+        history; 0 elsewhere. Differencing frame to frame would turn a TTC's few per cent of noise into
+        metres per second squared."""
         tau = self.cfg.closing_accel_tau_s
         known, mem = self._closing.get(tracks.ids)
         with np.errstate(divide="ignore", invalid="ignore"):
             closing = np.where(tracks.ttc_s > 0, tracks.dist_m / tracks.ttc_s, np.nan).astype(np.float64)
-            dt = t_s - mem["t"]
-            rate = (closing - mem["closing"]) / dt
-        valid = known & np.isfinite(rate) & (dt > 0)
-        accel = np.where(valid, mem["accel"] + dt / (tau + dt) * (rate - mem["accel"]), 0.0)
-        age = np.where(valid, mem["age"] + dt, 0.0)
-        smoothed = np.where(valid, mem["closing"] + dt / (tau + dt) * (closing - mem["closing"]), closing)
-        self._closing.put(tracks.ids, t_s, {"closing": smoothed, "t": np.full(len(tracks), t_s),
-                                            "accel": accel, "age": age})  # fmt: skip
-        return np.where(age >= tau, np.clip(accel, 0.0, self.cfg.max_closing_accel_mps2), 0.0)
+        ok = np.isfinite(closing)
+        dt = np.where(known, t_s - mem["t"], 0.0)
+        fade = np.where(known, np.exp(-np.maximum(dt, 0.0) / tau), 0.0)
+        x = np.where(known, mem["x"] + dt, 0.0)  # time since the track's first sample, per track
+        sums = {k: mem[k] * fade for k in ("w", "sx", "sxx", "sv", "sxv", "svv")}
+        y = np.where(ok, closing, 0.0)
+        w = ok.astype(np.float64)
+        sums["w"] += w
+        sums["sx"] += w * x
+        sums["sxx"] += w * x * x
+        sums["sv"] += w * y
+        sums["sxv"] += w * x * y
+        sums["svv"] += w * y * y
+        age = np.where(known, mem["age"] + np.maximum(dt, 0.0), 0.0)
+        self._closing.put(tracks.ids, t_s, {**sums, "x": x, "t": np.full(len(tracks), t_s), "age": age})
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sw, sx, sxx, sv, sxv, svv = (sums[k] for k in ("w", "sx", "sxx", "sv", "sxv", "svv"))
+            spread = sxx - sx * sx / sw
+            slope = (sxv - sx * sv / sw) / spread
+            residual = np.maximum(svv - sv * sv / sw - slope * (sxv - sx * sv / sw), 0.0)
+            slope_se = np.sqrt(residual / np.maximum(sw - 2, 1e-9) / spread)
+            significant = (age >= tau) & (sw > 3) & (slope > 2 * slope_se)
+        return np.where(significant, np.clip(slope, 0.0, self.cfg.max_closing_accel_mps2), 0.0)
 
     def _step(self, state: _ObjectLevel, rising: WarningLevel, holding: WarningLevel, t_s: float) -> bool:
         """One object's state machine for this frame; True if its level changed."""

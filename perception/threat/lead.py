@@ -20,8 +20,8 @@ matters only if it is moving into it fast enough to be there before the ego is.
 - Crossing: beside the path, but on a course that puts it in the ego's swept path when the ego gets there
   (perception/threat/path.py), with a crossing speed well above what a box's wobble reads as.
 
-The corridor follows the ego's path (path.py): an arc from its yaw rate and speed when known, widened by
-that arc's uncertainty, else straight ahead.
+The corridor follows the ego's path (path.py): an arc from its yaw rate and speed when known (straighter
+the less sure), else straight ahead.
 """
 
 from __future__ import annotations
@@ -123,9 +123,9 @@ class LeadSelector:
         half = cfg.corridor_width_m / 2
         width = tracks.width_m.astype(np.float64)
         dist, dist_std = tracks.dist_m.astype(np.float64), tracks.dist_std_m.astype(np.float64)
-        offset, offset_std = path.offset_m(dist)
+        offset, _ = path.offset_m(dist)  # its uncertainty already shrank the bend (path.py)
         centre = tracks.lateral_m.astype(np.float64) - np.nan_to_num(offset)  # from the path's centre line
-        lat_std = np.hypot(tracks.lateral_std_m.astype(np.float64), np.nan_to_num(offset_std))
+        lat_std = tracks.lateral_std_m.astype(np.float64)
 
         # In path, with hysteresis by uncertainty and by time.
         overlap = np.minimum(centre + width / 2, half) - np.maximum(centre - width / 2, -half)

@@ -2,8 +2,10 @@
 are found before they are in it.
 
 - The path: an arc of curvature yaw_rate / speed (right positive), its lateral offset at distance d ahead
-  kappa * d^2 / 2 (openpilot's path, to second order), its uncertainty growing with d^2 from the yaw rate's
-  and the speed's. Unknown, or slower than `path_min_speed_mps` (where yaw / speed is noise): straight.
+  on the circle (kappa * d^2 / 2 near, openpilot's path to second order; exact where a curve is tight).
+  Its uncertainty (from the yaw rate's and the speed's) grows with d^2: the curvature is shrunk toward
+  straight by it, so a yaw rate indistinguishable from zero leaves the path straight. Unknown, or slower
+  than `path_min_speed_mps` (where yaw / speed is noise): straight.
 - Crossing: an object beside the path moving toward it on the road (its lateral speed, less the apparent
   sideways motion the ego's own rotation gives everything at distance d, -yaw_rate * d) is extrapolated to
   the moment the ego reaches it (its TTC). If it is then in the ego's swept path, it is on a collision
@@ -46,12 +48,21 @@ class EgoPath:
         v_std = ego.speed_std_mps if np.isfinite(ego.speed_std_mps) else 0.0
         kappa = yaw_rps / v
         kappa_std = math.hypot(yaw_std / v, kappa * v_std / v)
-        return cls(kappa, kappa_std, yaw_rps)
+        # shrunk toward straight by how well it is known: a yaw rate of 0 +- 1 deg/s is a straight road (its
+        # noise bends a path by metres at 60 m), 25 +- 1 deg/s a curve
+        shrink = kappa**2 / (kappa**2 + kappa_std**2) if kappa_std > 0 else 1.0
+        return cls(kappa * shrink, kappa_std, yaw_rps)
 
     def offset_m(self, dist_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lateral offset of the path's centre line at these distances ahead, and its standard deviation."""
-        half_d2 = np.square(dist_m) / 2
-        return self.curvature_per_m * half_d2, self.curvature_std_per_m * half_d2
+        """Lateral offset of the path's centre line at these distances ahead (on the circle: kappa d^2 / 2
+        near, up to the radius a quarter turn on), and its standard deviation (to second order)."""
+        dist = np.asarray(dist_m, np.float64)
+        half_d2 = np.square(dist) / 2
+        kappa = self.curvature_per_m
+        if kappa == 0.0:
+            return np.zeros_like(dist), self.curvature_std_per_m * half_d2
+        kd = np.minimum(np.abs(kappa * dist), 1.0)
+        return (1 - np.sqrt(1 - kd * kd)) / kappa, self.curvature_std_per_m * half_d2
 
 
 def required_decel_mps2(

@@ -131,12 +131,12 @@ def test_a_warning_follows_its_object(cfg: Config) -> None:
 
 def test_a_car_beside_a_curve_warns_only_on_a_straight_path(cfg: Config) -> None:
     """A car standing 18 m ahead, 1 m left of the camera axis, TTC 1.5 s at 12 m/s: in a straight corridor it
-    is the lead; with the ego turning right (25 deg/s at 12 m/s: a 27 m radius) the path bends 6 m right
+    is the lead; with the ego turning right (25 deg/s at 12 m/s: a 27.5 m radius) the path bends 6.7 m right
     by then, and the car is beside it."""
     car = tracks_of([{"id": 3, "ttc_s": 1.5, "dist_m": 18.0, "lateral_m": -1.0}])
     turning = EgoMotion(12.0, 0.3, 25.0, 1.0)
     offset, std = EgoPath.of(turning, cfg.fcw).offset_m(np.array([18.0]))
-    assert 5.5 < offset[0] < 6.5 and std[0] < 0.5
+    assert 6.4 < offset[0] < 7.0 and std[0] < 0.5  # 27.5 - sqrt(27.5^2 - 18^2) = 6.7
     straight, _ = run_frames(cfg, [car] * 30)
     curved, events = run_frames(cfg, [car] * 30, turning)
     assert straight[-1] == "warning" and set(curved) == {"none"} and events == []
