@@ -22,23 +22,12 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
-
-from perception.eval.media import Case, cases, make
+from perception.eval.media import Case, cases, decodable_frames, make
 from perception.output.folder import LOCK_NAME
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parent.parent.parent / "shared"))
 CLIP = ASSETS / "videos" / "highway_960x540_25fps.mp4"
 MODEL = ASSETS / "models" / "yolox_nano.onnx"
-
-
-def decodable(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    cap.release()
-    return count
 
 
 def lock_free(folder: Path) -> bool:
@@ -117,7 +106,7 @@ def main() -> int:
     failures = 0
     for case, seed in todo:
         path = make(case, CLIP, work, args.frames, seed)
-        readable = decodable(path)
+        readable = decodable_frames(path)
         got = run_case(path, work / f"out_{path.stem}_{path.suffix[1:]}")
         ok = verdict(case, got, readable)
         failures += not ok

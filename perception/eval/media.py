@@ -165,6 +165,16 @@ def make(case: Case, clip: Path, out_dir: Path, frames: int = 12, seed: int = 0)
     return path
 
 
+def decodable_frames(path: Path) -> int:
+    """How many frames OpenCV decodes from the file: what a run can process, whatever the header says."""
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    return count
+
+
 def cases(names: list[str] | None = None, slow: bool = True) -> list[Case]:
     chosen = [c for c in CASES if (names is None or c.name in names) and (slow or not c.slow)]
     unknown = set(names or []) - {c.name for c in CASES}

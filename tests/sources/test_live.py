@@ -26,6 +26,7 @@ from perception.core.config import load_config
 from perception.core.errors import PerceptionError
 from perception.core.events import ErrorEvent, SourceEvent, SourceState
 from perception.detect import create_detector
+from perception.eval.media import decodable_frames
 from perception.output.sinks import EventLog
 from perception.runtime.pipeline import Pipeline, Stream
 from perception.runtime.processor import build_processor
@@ -295,15 +296,6 @@ def test_no_camera_zero(tmp_path: Path) -> None:
 
 
 # -- truncated and corrupt files: frames before the damage are kept --------------------------------------
-
-
-def decodable_frames(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    cap.release()
-    return count
 
 
 def assert_processed_up_to_damage(clip: Path, out: Path) -> None:

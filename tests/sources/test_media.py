@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import pytest
 
 from perception.core.config import load_config
 from perception.core.errors import PerceptionError
-from perception.eval.media import cases, make
+from perception.eval.media import cases, decodable_frames, make
 from perception.sources.files import open_source
 from perception.sources.video_probe import VideoPackets, shortfall
 from tests.conftest import HIGHWAY_CLIP, YOLOX_ONNX
@@ -30,15 +29,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {case.name: make(case, HIGHWAY_CLIP, folder, FRAMES) for case in FAST}
 
 
-def decodable(path: Path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    count = 0
-    while cap.read()[0]:
-        count += 1
-    cap.release()
-    return count
-
-
 def read_all(path: Path) -> int:
     source = open_source(str(path), load_config(None).source)
     count = 0
@@ -53,7 +43,7 @@ def read_all(path: Path) -> int:
 @pytest.mark.parametrize("case", FAST, ids=[c.name for c in FAST])
 def test_each_input_is_read_to_its_end_or_its_damage_is_named(case, media: dict[str, Path]) -> None:
     path = media[case.name]
-    readable = decodable(path)
+    readable = decodable_frames(path)
     try:
         count, error = read_all(path), ""
     except PerceptionError as exc:
@@ -82,7 +72,7 @@ def test_the_whole_run(
     events = read_events(out / "events.jsonl")
     if needle:
         assert_one_line_error(proc, needle, mid_run=True)
-        assert len(frames_of(events)) == decodable(media[name]) > 0
+        assert len(frames_of(events)) == decodable_frames(media[name]) > 0
         assert events[-1]["type"] == "end" and events[-1]["status"] == "error"
     else:
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
