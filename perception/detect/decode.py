@@ -42,8 +42,10 @@ def yolox_grid(input_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cxcywh_to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
+    """A broken model's infinite boxes become NaN here, silently: finish_detections drops them."""
     half = cxcywh[:, 2:4] * 0.5
-    return np.concatenate((cxcywh[:, :2] - half, cxcywh[:, :2] + half), axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.concatenate((cxcywh[:, :2] - half, cxcywh[:, :2] + half), axis=1)
 
 
 def _objectness_rows(
@@ -201,12 +203,13 @@ def finish_detections(
     iou_threshold: float,
     max_detections: int,
 ) -> Detections:
-    """Drop classes outside the taxonomy, NMS, map boxes to frame pixels.
+    """Drop classes outside the taxonomy and boxes that are not numbers (a broken model's NaN or infinity),
+    NMS, map boxes to frame pixels.
 
     `letterbox` None: the boxes are in frame pixels already, clipped to the frame (Ultralytics' results).
     """
     label_ids = taxonomy.lut[class_ids]
-    wanted = label_ids >= 0
+    wanted = (label_ids >= 0) & np.isfinite(boxes_xyxy).all(axis=1) & np.isfinite(scores)
     boxes_xyxy = boxes_xyxy[wanted].astype(np.float32, copy=False)
     scores = scores[wanted].astype(np.float32, copy=False)
     label_ids = label_ids[wanted]
