@@ -195,6 +195,21 @@ class TrackerConfig(_Strict):
     measurement_noise: PosFloat = 0.05
 
 
+class MotionConfig(_Strict):
+    enabled: bool = True
+    max_side_px: Annotated[int, Field(ge=64, le=4096)] = 480
+    max_features: Annotated[int, Field(ge=8, le=5000)] = 400
+    feature_quality: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    feature_spacing_px: Annotated[float, Field(ge=1, le=100)] = 8.0
+    box_margin_frac: Annotated[float, Field(ge=0, le=1)] = 0.1
+    ransac_px: PosFloat = 1.0
+    max_fb_error_px: PosFloat = 1.0
+    min_inliers: Annotated[int, Field(ge=3, le=5000)] = 25
+    min_inlier_ratio: Fraction = 0.3
+    min_shift_px: Annotated[float, Field(ge=0)] = 0.5
+    still_flow_px: Annotated[float, Field(ge=0)] = 0.3
+
+
 class TTCConfig(_Strict):
     window_s: PosFloat = 0.6
     min_samples: Annotated[int, Field(ge=3, le=1000)] = 6
@@ -314,6 +329,7 @@ class Config(_Strict):
     )
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
     ttc: TTCConfig = Field(default_factory=TTCConfig)
     fcw: FCWConfig = Field(default_factory=FCWConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -129,6 +129,19 @@ class CollisionWarning:
     dist_m: float | None = None
 
 
+@dataclass(slots=True, frozen=True)
+class EgoMotion:
+    """The camera's own motion at this frame, from the image (perception/motion/): NaN or None where unknown
+    (no previous frame, too few features, no camera profile)."""
+
+    speed_mps: float = float("nan")  # ground speed
+    speed_std_mps: float = float("nan")
+    yaw_rate_dps: float = float("nan")  # rotation about the vertical axis, turning right positive
+    yaw_rate_std_dps: float = float("nan")
+    stopped: bool | None = None  # the background stands still in the image
+    camera_motion_confidence: float | None = None  # 0..1: share of the features agreeing with the warp
+
+
 @dataclass(slots=True)
 class FrameResult:
     """Everything known about one frame when it reaches the sinks."""
@@ -139,3 +152,4 @@ class FrameResult:
     latency_ms: dict[str, float]  # per stage (events.Stage), plus "e2e" from capture to sink
     warning: CollisionWarning = field(default_factory=CollisionWarning)  # after this frame
     events: list[FcwEvent] = field(default_factory=list)  # what happened at this frame (warning changes)
+    ego: EgoMotion = field(default_factory=EgoMotion)  # the camera's own motion (unknown by default)

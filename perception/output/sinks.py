@@ -281,7 +281,24 @@ def frame_event(result: FrameResult, labels: Sequence[str], class_names: Sequenc
         tracks=[
             TrackRecord(i, labels[lab], class_names[cls_id], *rest) for i, lab, cls_id, *rest in rows
         ],
+        **_ego_fields(result),
     )
+
+
+def _ego_fields(result: FrameResult) -> dict[str, Any]:
+    """The frame line's ego-motion fields, NaN as null."""
+    ego = result.ego
+    speed, speed_std, yaw, yaw_std = nullable_floats(
+        np.array([ego.speed_mps, ego.speed_std_mps, ego.yaw_rate_dps, ego.yaw_rate_std_dps]), 3
+    )
+    return {
+        "ego_speed_mps": speed,
+        "ego_speed_std_mps": speed_std,
+        "ego_yaw_rate_dps": yaw,
+        "ego_yaw_rate_std_dps": yaw_std,
+        "ego_stopped": ego.stopped,
+        "camera_motion_confidence": ego.camera_motion_confidence,
+    }
 
 
 def nullable_floats(values: Any, digits: int) -> list[float | None]:

@@ -21,7 +21,8 @@ import numpy as np
 from perception.core.camera_profile import CameraProfile, load_camera_profile
 from perception.core.config import Config
 from perception.core.events import FcwEvent, Stage
-from perception.core.types import CollisionWarning, Detections, Frame, FrameResult, Tracks
+from perception.core.types import CollisionWarning, Detections, EgoMotion, Frame, FrameResult, Tracks
+from perception.motion.camera_motion import CameraMotionEstimator
 from perception.threat.camera import LEFT, RIGHT, Camera, Ranging
 from perception.threat.fcw import ForwardCollisionWarning
 from perception.threat.ttc import TTCEstimator
@@ -91,8 +92,10 @@ class FrameProcessor:
         ttc: TimeToCollision | None = None,
         threats: ThreatAssessor | None = None,
         clip_to_frame: bool = True,
+        motion: CameraMotionEstimator | None = None,
     ) -> None:
         self.tracker = tracker
+        self.motion = motion  # camera motion: applied to the tracks (a tracker with apply_camera_motion)
         self.clip_to_frame = clip_to_frame  # filtered boxes can overshoot the image: clipped for display,
         # ranging and TTC (a box at the border is cut); MOT scoring keeps the raw estimate
         self.camera_profile = camera_profile
@@ -111,19 +114,33 @@ class FrameProcessor:
         latency_ms: dict[str, float] | None = None,
         unobserved_classes: np.ndarray | None = None,
     ) -> FrameResult:
-        """This frame's result; `latency_ms` (the stages so far) gains `track` and `ttc`.
+        """This frame's result; `latency_ms` (the stages so far) gains `track` (camera motion included) and
+        `ttc`.
         `unobserved_classes`: an extra detector's, on frames it skips (their tracks are carried)."""
         latency_ms = {} if latency_ms is None else latency_ms
         t0 = time.monotonic_ns()
         frame_hw = frame.image.shape[:2]
         if frame_hw != self._frame_hw:
             self._restart(frame_hw)
+        ego = self._camera_motion(frame, detections)
         tracks = self._track(detections, frame.source_ts_s, frame_hw, unobserved_classes)
         t1 = time.monotonic_ns()
         warning, events = self._assess(tracks, frame)
         latency_ms[Stage.TRACK] = (t1 - t0) / 1e6
         latency_ms[Stage.TTC] = (time.monotonic_ns() - t1) / 1e6
-        return FrameResult(frame, detections, tracks, latency_ms, warning, events)
+        return FrameResult(frame, detections, tracks, latency_ms, warning, events, ego)
+
+    def _camera_motion(self, frame: Frame, detections: Detections) -> EgoMotion:
+        """Measure how the camera moved since the last frame, move the tracks with it, and say what it
+        implies for the ego vehicle."""
+        if self.motion is None:
+            return EgoMotion()
+        motion = self.motion.estimate(frame.image, detections.boxes_xyxy)
+        apply = getattr(self.tracker, "apply_camera_motion", None)
+        if motion.applied and apply is not None:
+            apply(motion.warp_2x3)
+        stopped = None if not motion.trusted else motion.median_flow_px < self.motion.cfg.still_flow_px
+        return EgoMotion(stopped=stopped, camera_motion_confidence=motion.confidence)
 
     def _track(
         self, detections: Detections, t_s: float, frame_hw: tuple[int, int], unobserved: np.ndarray | None
@@ -168,6 +185,8 @@ class FrameProcessor:
                 if part is not None:
                     part.reset()
             self._id_base = self._max_id
+        if self.motion is not None:
+            self.motion.reset()
         self._frame_hw = frame_hw
         if self.camera_profile is not None:
             self._camera = Camera(self.camera_profile, frame_hw)
@@ -178,11 +197,13 @@ def build_processor(cfg: Config | None = None, threats: bool = True) -> FramePro
     them (MOT scoring: public detections come without images, and ground truth extends past the border)."""
     cfg = cfg or Config()
     tracker = Tracker(cfg.tracker)
+    motion = CameraMotionEstimator(cfg.motion) if cfg.motion.enabled else None
     if not threats:
-        return FrameProcessor(tracker, clip_to_frame=False)
+        return FrameProcessor(tracker, clip_to_frame=False, motion=motion)
     labels: Sequence[str] = cfg.labels
     return FrameProcessor(
         tracker,
+        motion=motion,
         camera_profile=load_camera_profile(cfg.camera.profile),
         ranging=Ranging(cfg.ttc, list(labels)),
         ttc=TTCEstimator(cfg.ttc),
