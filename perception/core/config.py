@@ -208,6 +208,10 @@ class MotionConfig(_Strict):
     min_inlier_ratio: Fraction = 0.3
     min_shift_px: Annotated[float, Field(ge=0)] = 0.5
     still_flow_px: Annotated[float, Field(ge=0)] = 0.3
+    ego: bool = True
+    min_ground_points: Annotated[int, Field(ge=3, le=5000)] = 12
+    ground_px: PosFloat = 1.5
+    max_ground_dist_m: PosFloat = 40.0
 
 
 class TTCConfig(_Strict):

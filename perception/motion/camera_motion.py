@@ -102,16 +102,27 @@ class CameraMotionEstimator:
         grey = self._grey(image)
         prev, prev_points = self._prev, self._prev_points
         mask = feature_mask(grey.shape[:2], boxes_xyxy, self._scale, cfg.box_margin_frac)
-        found = cv2.goodFeaturesToTrack(
-            grey, cfg.max_features, cfg.feature_quality, cfg.feature_spacing_px, mask=mask, blockSize=3
-        )
         self._prev = grey
-        self._prev_points = None if found is None else found.reshape(-1, 1, 2).astype(np.float32)
+        self._prev_points = self._features(grey, mask)
         if prev is None or prev.shape != grey.shape:
             return CameraMotion()
         if prev_points is None or len(prev_points) < 3:
             return CameraMotion(confidence=0.0)
         return self._measure(prev, grey, prev_points, image.shape[:2])
+
+    def _features(self, grey: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+        """Corners from the upper and the lower half separately, half the budget each: the strongest ones
+        crowd into foliage and skylines, while the road below (what the ego motion needs) and a spread over
+        the frame (what pins a rotation) have weaker ones."""
+        cfg, mid, parts = self.cfg, grey.shape[0] // 2, []
+        for top, bottom in ((0, mid), (mid, grey.shape[0])):
+            found = cv2.goodFeaturesToTrack(
+                grey[top:bottom], cfg.max_features // 2, cfg.feature_quality, cfg.feature_spacing_px,
+                mask=mask[top:bottom], blockSize=3,
+            )  # fmt: skip
+            if found is not None:
+                parts.append(found.reshape(-1, 2) + (0.0, top))
+        return np.concatenate(parts).reshape(-1, 1, 2).astype(np.float32) if parts else None
 
     def _measure(
         self, prev: np.ndarray, grey: np.ndarray, p0: np.ndarray, frame_hw: tuple[int, int]

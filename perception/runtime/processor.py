@@ -23,6 +23,7 @@ from perception.core.config import Config
 from perception.core.events import FcwEvent, Stage
 from perception.core.types import CollisionWarning, Detections, EgoMotion, Frame, FrameResult, Tracks
 from perception.motion.camera_motion import CameraMotionEstimator
+from perception.motion.ego import EgoMotionEstimator, GroundCamera
 from perception.threat.camera import LEFT, RIGHT, Camera, Ranging
 from perception.threat.fcw import ForwardCollisionWarning
 from perception.threat.ttc import TTCEstimator
@@ -93,9 +94,13 @@ class FrameProcessor:
         threats: ThreatAssessor | None = None,
         clip_to_frame: bool = True,
         motion: CameraMotionEstimator | None = None,
+        ego: EgoMotionEstimator | None = None,
     ) -> None:
         self.tracker = tracker
         self.motion = motion  # camera motion: applied to the tracks (a tracker with apply_camera_motion)
+        self.ego = ego  # ego speed and yaw rate from the camera motion (needs a camera profile)
+        self._ground: GroundCamera | None = None
+        self._last_t_s: float | None = None
         self.clip_to_frame = clip_to_frame  # filtered boxes can overshoot the image: clipped for display,
         # ranging and TTC (a box at the border is cut); MOT scoring keeps the raw estimate
         self.camera_profile = camera_profile
@@ -133,12 +138,16 @@ class FrameProcessor:
     def _camera_motion(self, frame: Frame, detections: Detections) -> EgoMotion:
         """Measure how the camera moved since the last frame, move the tracks with it, and say what it
         implies for the ego vehicle."""
+        dt_s = 0.0 if self._last_t_s is None else frame.source_ts_s - self._last_t_s
+        self._last_t_s = frame.source_ts_s
         if self.motion is None:
             return EgoMotion()
         motion = self.motion.estimate(frame.image, detections.boxes_xyxy)
         apply = getattr(self.tracker, "apply_camera_motion", None)
         if motion.applied and apply is not None:
             apply(motion.warp_2x3)
+        if self.ego is not None:
+            return self.ego.estimate(motion, self._ground, dt_s)
         stopped = None if not motion.trusted else motion.median_flow_px < self.motion.cfg.still_flow_px
         return EgoMotion(stopped=stopped, camera_motion_confidence=motion.confidence)
 
@@ -187,9 +196,12 @@ class FrameProcessor:
             self._id_base = self._max_id
         if self.motion is not None:
             self.motion.reset()
+        if self.ego is not None:
+            self.ego.reset()
         self._frame_hw = frame_hw
         if self.camera_profile is not None:
-            self._camera = Camera(self.camera_profile, frame_hw)
+            c = self._camera = Camera(self.camera_profile, frame_hw)
+            self._ground = GroundCamera(c.fx, c.fy, c.cx, c.cy, c.pitch_rad, c.height_m)
 
 
 def build_processor(cfg: Config | None = None, threats: bool = True) -> FrameProcessor:
@@ -204,6 +216,7 @@ def build_processor(cfg: Config | None = None, threats: bool = True) -> FramePro
     return FrameProcessor(
         tracker,
         motion=motion,
+        ego=EgoMotionEstimator(cfg.motion) if motion is not None and cfg.motion.ego else None,
         camera_profile=load_camera_profile(cfg.camera.profile),
         ranging=Ranging(cfg.ttc, list(labels)),
         ttc=TTCEstimator(cfg.ttc),

@@ -34,8 +34,9 @@ def test_a_still_camera_reads_stopped_and_changes_no_track(highway_frame) -> Non
         a, b = on.step(frame, cars(BOXES)), off.step(frame, cars(BOXES))
         assert np.array_equal(a.tracks.boxes_xyxy, b.tracks.boxes_xyxy)
         assert np.array_equal(a.tracks.ids, b.tracks.ids)
-        if i:
+        if i:  # the default (dashcam) profile is known: speed and turn read zero
             assert a.ego.stopped is True and a.ego.camera_motion_confidence == 1.0
+            assert a.ego.speed_mps == 0.0 and a.ego.yaw_rate_dps == 0.0
     assert b.ego.stopped is None and b.ego.camera_motion_confidence is None  # off: unknown
 
 
