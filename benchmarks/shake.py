@@ -28,39 +28,12 @@ import cv2
 import numpy as np
 
 from perception.core.config import Config, MotionConfig, load_config
-from perception.core.types import Detections, Frame
+from perception.core.types import Detections
 from perception.detect import create_detector
-from perception.eval import mot
+from perception.eval.shake import STRENGTHS, score, shake, shake_transforms, track
 from perception.motion import CameraMotionEstimator
-from perception.runtime.processor import build_processor
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
-STRENGTHS = {"gentle": (12.0, 0.4), "strong": (20.0, 1.5)}  # step_px, roll_deg
-
-
-def shake_transforms(n: int, hw: tuple[int, int], step_px: float, roll_deg: float, seed: int) -> np.ndarray:
-    """(n, 2, 3) absolute warps of frames 0..n-1 (frame 0 included: the walk starts at rest)."""
-    rng = np.random.default_rng(seed)
-    h, w = hw
-    offset, roll, out = np.zeros(2), 0.0, []
-    for i in range(n):
-        if i:
-            offset = np.clip(offset + rng.uniform(-step_px, step_px, 2), -2 * step_px, 2 * step_px)
-            roll = float(np.clip(roll + rng.uniform(-roll_deg, roll_deg) / 3, -roll_deg, roll_deg))
-        m = cv2.getRotationMatrix2D((w / 2, h / 2), roll, 1.0)
-        m[:, 2] += offset
-        out.append(m)
-    return np.array(out)
-
-
-def warp_boxes(boxes_xyxy: np.ndarray, warp: np.ndarray) -> np.ndarray:
-    """The enclosing boxes of the warped boxes' corners."""
-    x1, y1, x2, y2 = boxes_xyxy.T
-    corners = np.stack(
-        [np.stack((x, y, np.ones_like(x)), -1) for x, y in ((x1, y1), (x2, y1), (x1, y2), (x2, y2))]
-    )
-    moved = corners @ warp.T  # (4, N, 2)
-    return np.concatenate((moved.min(0), moved.max(0)), axis=1)
 
 
 def read_clip(path: Path, limit: int | None) -> list[np.ndarray]:
@@ -73,16 +46,6 @@ def read_clip(path: Path, limit: int | None) -> list[np.ndarray]:
         frames.append(image)
     cap.release()
     return frames
-
-
-def track(frames: list[np.ndarray], dets: list[Detections], cfg: Config, fps: float) -> np.ndarray:
-    """Rows (frame, id, x1, y1, x2, y2, score) from the project's processor (tracking only)."""
-    processor = build_processor(cfg, threats=False)
-    rows = []
-    for i, (image, d) in enumerate(zip(frames, dets, strict=True)):
-        t = processor.step(Frame(image, i, 0, i / fps), d).tracks
-        rows.append(np.column_stack((np.full(len(t), i + 1), t.ids, t.boxes_xyxy, t.scores)))
-    return np.concatenate(rows)
 
 
 def track_byte(dets: list[Detections]) -> np.ndarray:
@@ -111,19 +74,6 @@ def track_botsort(frames: list[np.ndarray], dets: list[Detections]) -> np.ndarra
         if len(out):
             rows.append(np.column_stack((np.full(len(out), i + 1), out[:, 4], out[:, :4], out[:, 5])))
     return np.concatenate(rows) if rows else np.zeros((0, 7))
-
-
-def score(reference: np.ndarray, shaken: np.ndarray, warps: np.ndarray) -> dict:
-    """The shaken run against the reference run moved through the same warps."""
-    frames = reference[:, 0].astype(np.int64)
-    boxes = np.concatenate([warp_boxes(reference[frames == f, 2:6], warps[f - 1]) for f in np.unique(frames)])
-    order = np.concatenate([np.flatnonzero(frames == f) for f in np.unique(frames)])
-    n = len(order)
-    gt = mot.GroundTruth(
-        frames[order], reference[order, 1].astype(np.int64), boxes, np.ones(n, bool), np.zeros(n, bool),
-        np.ones(n, np.int64), np.ones(n),
-    )  # fmt: skip
-    return mot.evaluate(gt, shaken, frames=np.arange(1, len(warps) + 1))
 
 
 def main() -> None:
@@ -159,10 +109,7 @@ def main() -> None:
         for strength, (step_px, roll_deg) in STRENGTHS.items():
             for seed in args.seeds:
                 warps = shake_transforms(len(original), hw, step_px, roll_deg, seed)
-                shaken = [
-                    cv2.warpAffine(image, m, (hw[1], hw[0]), borderMode=cv2.BORDER_CONSTANT)
-                    for image, m in zip(original, warps, strict=True)
-                ]
+                shaken = shake(original, warps)
                 dets = [detector.detect(image) for image in shaken]
                 if strength == "strong":
                     estimator = CameraMotionEstimator(cfg.motion)
