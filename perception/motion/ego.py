@@ -31,6 +31,7 @@ _MAX_TURN_RAD = math.radians(15.0)  # per frame: 150 deg/s at 10 fps, beyond any
 _TURN_STEP_RAD = math.radians(0.02)
 _PITCH_FIX_RAD = np.radians(np.arange(-3.0, 3.01, 0.25))
 _HORIZON_MARGIN_PX = 8.0
+_ELEV_SPAN_RAD = math.radians(4.0)  # how far the direction of travel may leave the profile's level plane
 _POOL = 0.9  # weight of the pooled pitch evidence: about the last 10 frames
 
 
@@ -132,20 +133,35 @@ class EgoMotionEstimator:
         fine = best + np.arange(-20, 21) * _TURN_STEP_RAD
         res = self._epipolar_px(r1, r2, fine, cam.fx)
         psi = _robust_min(np.minimum(res**2, self.cfg.ground_px**2).sum(1), fine)
-        r = self._epipolar_px(r1, r2, np.array([psi]), cam.fx)[0]
+        # The direction of travel need not lie in the profile's level plane (the car nods, the slope changes):
+        # its elevation is searched with the turn, so the near features' epipolar planes stay right.
+        elev = 0.0
+        for span, step in ((_ELEV_SPAN_RAD, _ELEV_SPAN_RAD / 8), (_ELEV_SPAN_RAD / 8, _ELEV_SPAN_RAD / 80)):
+            e_grid = elev + np.arange(-span, span + 1e-12, step)
+            p_grid = psi + np.arange(-5, 6) * _TURN_STEP_RAD
+            ee, pp = (a.ravel() for a in np.meshgrid(e_grid, p_grid))
+            res = self._epipolar_px(r1, r2, pp, cam.fx, ee)
+            k = int(np.argmin(np.minimum(res**2, self.cfg.ground_px**2).sum(1)))
+            elev, psi = float(ee[k]), float(pp[k])
+        r = self._epipolar_px(r1, r2, np.array([psi]), cam.fx, elev)[0]
         agree = np.abs(r) <= self.cfg.ground_px
         # Standard error: the agreeing features' residual spread over how strongly each one pins psi.
         step = math.radians(0.01)
-        slope = (self._epipolar_px(r1[agree], r2[agree], np.array([psi + step]), cam.fx)[0] - r[agree]) / step
+        moved = self._epipolar_px(r1[agree], r2[agree], np.array([psi + step]), cam.fx, elev)[0]
+        slope = (moved - r[agree]) / step
         info = float((slope**2).sum())
         sigma2 = float((r[agree] ** 2).sum()) / max(int(agree.sum()) - 1, 1)
         return psi, math.sqrt(sigma2 / info) if info > 0 else math.inf
 
     @staticmethod
-    def _epipolar_px(r1: np.ndarray, r2: np.ndarray, psis: np.ndarray, fx: float) -> np.ndarray:
-        """(K, N) distance of each turned current ray from its epipolar plane, in pixels (fx x sine)."""
+    def _epipolar_px(
+        r1: np.ndarray, r2: np.ndarray, psis: np.ndarray, fx: float, elev: np.ndarray | float = 0.0
+    ) -> np.ndarray:
+        """(K, N) distance of each turned current ray from its epipolar plane, in pixels (fx x sine); the
+        direction of travel is the chord, raised by `elev` (rad, down positive) out of the level plane."""
         half = psis / 2
-        t = np.stack((np.sin(half), np.zeros_like(half), np.cos(half)), axis=-1)  # (K, 3) chord direction
+        e = np.broadcast_to(np.asarray(elev, np.float64), half.shape)
+        t = np.stack((np.sin(half) * np.cos(e), np.sin(e), np.cos(half) * np.cos(e)), axis=-1)  # (K, 3)
         normal = np.cross(t[:, None, :], r1[None, :, :])  # (K, N, 3)
         norm = np.linalg.norm(normal, axis=2)
         turned = _turn(r2, psis)
