@@ -49,20 +49,23 @@ class CameraMotion:
 
 
 def feature_mask(shape_hw: tuple[int, int], boxes_xyxy: np.ndarray, scale: float, margin_frac: float):
-    """255 where features may be taken, 0 inside the (grown, scaled) boxes."""
-    mask = np.full(shape_hw, 255, np.uint8)
-    if len(boxes_xyxy):
-        b = boxes_xyxy.astype(np.float64)
-        grow = (b[:, 2:] - b[:, :2]) * margin_frac
-        lo = np.floor((b[:, :2] - grow) * scale).astype(np.int64)
-        hi = np.ceil((b[:, 2:] + grow) * scale).astype(np.int64)
-        h, w = shape_hw
-        lo = np.clip(lo, 0, (w, h))
-        hi = np.clip(hi, 0, (w, h))
-        # Boxes are few (tens): painting them is cheaper than building a grid test.
-        for (x0, y0), (x1, y1) in zip(lo.tolist(), hi.tolist(), strict=True):
-            mask[y0:y1, x0:x1] = 0
-    return mask
+    """255 where features may be taken, 0 inside the (grown, scaled) boxes. Painted for all boxes at once:
+    +1/-1 at each box's corners, summed along both axes, counts the boxes covering each pixel."""
+    h, w = shape_hw
+    if len(boxes_xyxy) == 0:
+        return np.full(shape_hw, 255, np.uint8)
+    b = boxes_xyxy.astype(np.float64)
+    grow = (b[:, 2:] - b[:, :2]) * margin_frac
+    x0, y0 = np.clip(np.floor((b[:, :2] - grow) * scale).astype(np.int64), 0, (w, h)).T
+    x1, y1 = np.clip(np.ceil((b[:, 2:] + grow) * scale).astype(np.int64), 0, (w, h)).T
+    marks = np.zeros((h + 1, w + 1), np.int32)
+    np.add.at(marks, (y0, x0), 1)
+    np.add.at(marks, (y0, x1), -1)
+    np.add.at(marks, (y1, x0), -1)
+    np.add.at(marks, (y1, x1), 1)
+    np.cumsum(marks, axis=1, out=marks)  # along rows first: contiguous, and most rows hold no mark
+    np.cumsum(marks, axis=0, out=marks)
+    return (marks[:h, :w] <= 0).view(np.uint8) * np.uint8(255)
 
 
 def warp_shift_px(warp_2x3: np.ndarray, frame_hw: tuple[int, int]) -> float:

@@ -79,3 +79,18 @@ def test_warp_shift_is_the_largest_corner_displacement() -> None:
     assert warp_shift_px(np.eye(2, 3), (540, 960)) == 0.0
     shifted = np.array([[1.0, 0, 3.0], [0, 1.0, -4.0]])
     assert warp_shift_px(shifted, (540, 960)) == 4.0
+
+
+@pytest.mark.unit
+def test_feature_mask_matches_painting_each_box() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(-50, 1000, (40, 2))
+    boxes = np.hstack((xy, xy + rng.uniform(5, 300, (40, 2)))).astype(np.float32)
+    mask = feature_mask((270, 480), boxes, 0.5, 0.1)
+    painted = np.full((270, 480), 255, np.uint8)
+    grow = (boxes[:, 2:] - boxes[:, :2]) * 0.1
+    lo = np.clip(np.floor((boxes[:, :2] - grow) * 0.5).astype(int), 0, (480, 270))
+    hi = np.clip(np.ceil((boxes[:, 2:] + grow) * 0.5).astype(int), 0, (480, 270))
+    for (x0, y0), (x1, y1) in zip(lo, hi, strict=True):
+        painted[y0:y1, x0:x1] = 0
+    assert np.array_equal(mask, painted)
