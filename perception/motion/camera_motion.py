@@ -41,11 +41,13 @@ class CameraMotion:
     inliers: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
-    def median_flow_px(self) -> float:
-        """Median displacement of the tracked features (NaN without any)."""
+    def near_flow_px(self) -> float:
+        """How far the nearer static features moved: the 75th percentile of the tracked features'
+        displacements (NaN without any). Not the median: from a car moving at speed, distant features (half
+        of them, in the upper half of the frame) barely move, the road below does."""
         if len(self.points_prev) == 0:
             return float("nan")
-        return float(np.median(np.linalg.norm(self.points_curr - self.points_prev, axis=1)))
+        return float(np.percentile(np.linalg.norm(self.points_curr - self.points_prev, axis=1), 75))
 
 
 def feature_mask(shape_hw: tuple[int, int], boxes_xyxy: np.ndarray, scale: float, margin_frac: float):

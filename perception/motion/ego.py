@@ -107,7 +107,7 @@ class EgoMotionEstimator:
         if conf is None or len(motion.points_prev) < cfg.min_inliers or dt_s <= 0:
             return EgoMotion(camera_motion_confidence=conf)
         # Stopped: the static scene (what the warp agrees with) stands still; unknown without a trusted warp.
-        stopped = bool(motion.median_flow_px < cfg.still_flow_px) if motion.trusted else None
+        stopped = bool(motion.near_flow_px < cfg.still_flow_px) if motion.trusted else None
         if stopped or cam is None:
             zero = 0.0 if stopped and cam is not None else math.nan
             return EgoMotion(zero, math.nan, zero, math.nan, stopped, conf)

@@ -148,7 +148,7 @@ class FrameProcessor:
             apply(motion.warp_2x3)
         if self.ego is not None:
             return self.ego.estimate(motion, self._ground, dt_s)
-        stopped = None if not motion.trusted else motion.median_flow_px < self.motion.cfg.still_flow_px
+        stopped = None if not motion.trusted else motion.near_flow_px < self.motion.cfg.still_flow_px
         return EgoMotion(stopped=stopped, camera_motion_confidence=motion.confidence)
 
     def _track(
