@@ -71,13 +71,6 @@ def _project(cam: GroundCamera, points: np.ndarray, pitch_rad: np.ndarray | floa
     return np.stack((cam.cx + cam.fx * points[..., 0] / zc, cam.cy + cam.fy * yc / zc), axis=-1)
 
 
-def _turn(rays: np.ndarray, psi: np.ndarray) -> np.ndarray:
-    """R(psi) applied to rays (N, 3) for every psi (K,): (K, N, 3)."""
-    c, s = np.cos(psi)[:, None], np.sin(psi)[:, None]
-    x, y, z = rays[:, 0], rays[:, 1], rays[:, 2]
-    return np.stack((c * x + s * z, np.broadcast_to(y, c.shape[:1] + y.shape), -s * x + c * z), axis=-1)
-
-
 def _robust_min(cost: np.ndarray, axis_values: np.ndarray) -> float:
     """The argmin of a sampled cost, refined by a parabola through its neighbours."""
     k = int(np.argmin(cost))
@@ -158,28 +151,34 @@ class EgoMotionEstimator:
         r1: np.ndarray, r2: np.ndarray, psis: np.ndarray, fx: float, elev: np.ndarray | float = 0.0
     ) -> np.ndarray:
         """(K, N) distance of each turned current ray from its epipolar plane, in pixels (fx x sine); the
-        direction of travel is the chord, raised by `elev` (rad, down positive) out of the level plane."""
+        direction of travel is the chord, raised by `elev` (rad, down positive) out of the level plane.
+        Written out component by component: no (K, N, 3) temporaries."""
         half = psis / 2
         e = np.broadcast_to(np.asarray(elev, np.float64), half.shape)
-        t = np.stack((np.sin(half) * np.cos(e), np.sin(e), np.cos(half) * np.cos(e)), axis=-1)  # (K, 3)
-        normal = np.cross(t[:, None, :], r1[None, :, :])  # (K, N, 3)
-        norm = np.linalg.norm(normal, axis=2)
-        turned = _turn(r2, psis)
-        dist = np.einsum("knj,knj->kn", turned, normal) / np.where(norm > 1e-3, norm, np.inf)
-        return fx * dist
+        tx, ty, tz = (v[:, None] for v in (np.sin(half) * np.cos(e), np.sin(e), np.cos(half) * np.cos(e)))
+        ax, ay, az = r1[:, 0], r1[:, 1], r1[:, 2]
+        nx, ny, nz = ty * az - tz * ay, tz * ax - tx * az, tx * ay - ty * ax  # t x r1, (K, N) each
+        c, s = np.cos(psis)[:, None], np.sin(psis)[:, None]
+        bx, by, bz = r2[:, 0], r2[:, 1], r2[:, 2]
+        dot = (c * bx + s * bz) * nx + by * ny + (c * bz - s * bx) * nz  # R(psi) r2 . n
+        norm = np.sqrt(nx * nx + ny * ny + nz * nz)
+        return fx * dot / np.where(norm > 1e-3, norm, np.inf)
 
     def _shift_cost(self, cam, ground, near, q, pitches, dists, psi):
-        """Truncated squared pixel residuals of the road features, (P, D), and the residuals (P, D, N),
-        for every pitch and distance travelled."""
+        """Truncated squared pixel residuals of the road features, (P, D), and the squared residuals
+        (P, D, N), for every pitch (P,) and distance travelled (D,); ground (P, N, 3), q (N, 2)."""
         c, s = math.cos(psi), math.sin(psi)
-        t = np.array([math.sin(psi / 2), 0.0, math.cos(psi / 2)])
-        # P_curr = R^T (P_prev - d t), for every pitch and distance: (P, D, N, 3)
-        moved = ground[:, None] - dists[None, :, None, None] * t
-        x, z = moved[..., 0], moved[..., 2]
-        curr_pts = np.stack((c * x - s * z, moved[..., 1], s * x + c * z), axis=-1)
-        err = np.linalg.norm(_project(cam, curr_pts, pitches[:, None, None]) - q, axis=-1)
-        err = np.where(near[:, None, :], err, np.inf)
-        return np.minimum(err**2, self.cfg.ground_px**2).sum(-1), err
+        tx, tz = math.sin(psi / 2), math.cos(psi / 2)
+        # P_curr = R^T (P_prev - d t) for every pitch and distance, then projected: (P, D, N) each.
+        d = dists[None, :, None]
+        x, z = ground[:, None, :, 0] - d * tx, ground[:, None, :, 2] - d * tz
+        xc, y, zc = c * x - s * z, ground[:, None, :, 1], s * x + c * z
+        cp, sp = np.cos(pitches)[:, None, None], np.sin(pitches)[:, None, None]
+        depth = np.maximum(sp * y + cp * zc, 1e-6)
+        du = cam.cx + cam.fx * xc / depth - q[:, 0]
+        dv = cam.cy + cam.fy * (cp * y - sp * zc) / depth - q[:, 1]
+        err2 = np.where(near[:, None, :], du * du + dv * dv, np.inf)
+        return np.minimum(err2, self.cfg.ground_px**2).sum(-1), err2
 
     def _shift(
         self, prev: np.ndarray, curr: np.ndarray, cam: GroundCamera, psi: float
@@ -207,7 +206,7 @@ class EgoMotionEstimator:
         one = slice(i_p, i_p + 1)
         cost, err = self._shift_cost(cam, ground[one], near[one], q, pitches[one], dists, psi)
         d = max(_robust_min(cost[0], dists), 0.0)
-        agree = err[0, int(np.argmin(cost[0]))] <= cfg.ground_px
+        agree = err[0, int(np.argmin(cost[0]))] <= cfg.ground_px**2
         if agree.sum() < cfg.min_ground_points:
             return None
         # Each agreeing feature's own best distance (coarse grid) at that pitch: their spread over the
