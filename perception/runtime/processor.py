@@ -31,7 +31,8 @@ from perception.track.tracker import Tracker
 
 
 class ObjectTracker(Protocol):
-    """Detections in, confirmed tracks out, driven by timestamps (seconds), not frame counts."""
+    """Detections in, confirmed tracks out, driven by timestamps (seconds), not frame counts. A tracker that
+    also has `apply_camera_motion(warp_2x3)` is given the camera's motion before each update."""
 
     def update(
         self, detections: Detections, t_s: float, unobserved_classes: np.ndarray | None = None

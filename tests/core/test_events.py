@@ -18,7 +18,7 @@ from perception.core.events import (
     parse_event,
 )
 from perception.core.types import CollisionWarning, Detections, EgoMotion, Frame, FrameResult, Tracks
-from perception.output.sinks import frame_event
+from perception.output.sinks import ego_hud, frame_event
 
 KIND = "unit"
 
@@ -85,6 +85,13 @@ def test_frame_line_ego_motion_fields() -> None:
     assert parse_event(data) == frame_event(result, labels, names)
     with pytest.raises(ValueError, match="ego_speed_mps"):
         parse_event({**data, "ego_speed_mps": "9.9"})
+
+
+def test_ego_motion_on_the_video_line() -> None:
+    assert ego_hud(EgoMotion()) == ""
+    assert ego_hud(EgoMotion(22.5, 1.0, -1.23, 0.1, False, 0.9)) == "  ego 81 km/h -1.2 deg/s"
+    assert ego_hud(EgoMotion(yaw_rate_dps=3.0)) == "  ego +3.0 deg/s"
+    assert ego_hud(EgoMotion(0.0, float("nan"), 0.0, float("nan"), True, 1.0)) == "  stopped"
 
 
 def test_source_events_carry_only_their_state_details() -> None:
