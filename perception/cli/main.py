@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
         "--truth-window", type=int, default=5, help="true TTC from the distances of frames i-K..i+K (5)"
     )
     ttc.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    ego = commands.add_parser(
+        "eval-ego", help="score ego speed and yaw rate read from the video against a CSV", allow_abbrev=False
+    )
+    ego.add_argument("source", help="video or image folder of a drive")
+    ego.add_argument(
+        "--truth", required=True, type=Path, help="per-frame CSV: frame,t_s,speed_mps[,yaw_rate_dps]"
+    )
+    ego.add_argument("--model", required=True, help="detector model (its boxes give no features)")
+    ego.add_argument("--config", help="YAML overriding configs/default.yaml (the camera profile above all)")
+    ego.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     add_commands(commands)
     triton_cli.add_commands(commands)
     from perception.cli.bench import add_parser as add_bench_parser
@@ -142,6 +152,24 @@ def _eval_ttc(args: argparse.Namespace) -> int:
             print(f"{key}: {value}")
     for alarm in scores["alarms"]:
         print(f"alarm at frame {alarm['frame']}: {alarm['previous']} -> {alarm['level']} ({alarm})")
+    return 0
+
+
+def _eval_ego(args: argparse.Namespace) -> int:
+    import json
+
+    from perception.eval.ego import evaluate_ego
+
+    if not args.truth.is_file():
+        raise PerceptionError(f"truth file not found: {args.truth}")
+    scores = evaluate_ego(args.source, args.truth, args.model, load_config(args.config))
+    if args.json:
+        print(json.dumps(scores))
+        return 0
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+        print(f"{key}: {value}")
     return 0
 
 
@@ -198,6 +226,8 @@ def _main(argv: list[str] | None) -> int:
             return _eval_mot(args)
         if args.command == "eval-ttc":
             return _eval_ttc(args)
+        if args.command == "eval-ego":
+            return _eval_ego(args)
         if args.command == "bench":
             from perception.cli.bench import run as run_bench
 

@@ -23,6 +23,7 @@ from pydantic import (
 from perception.core.config_base import Fraction, PosFloat, _Strict
 from perception.core.config_output import MonitorConfig, OutputConfig
 from perception.core.errors import PerceptionError, first_line
+from perception.core.motion_config import MotionConfig
 from perception.core.yaml_file import read_mapping, shown_key, validation_message
 
 ClassRef = Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)]  # a model class: index or name
@@ -272,6 +273,7 @@ class Config(_Strict):
     )
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     camera: CameraConfig = Field(default_factory=CameraConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
     ttc: TTCConfig = Field(default_factory=TTCConfig)
     fcw: FCWConfig = Field(default_factory=FCWConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

@@ -68,7 +68,7 @@ class Stage(str, enum.Enum):
     PREPROCESS = "preprocess"
     INFERENCE = "inference"
     POSTPROCESS = "postprocess"
-    TRACK = "track"  # tracker update
+    TRACK = "track"  # camera motion (and the ego motion it implies), then the tracker update
     TTC = "ttc"  # distance, time to collision and the warning state
     SINK = "sink"  # drawing and writing the outputs so far
     E2E = "e2e"  # capture to the sinks
@@ -160,6 +160,13 @@ class FrameEvent(_Record):
     detections: int
     fcw: str  # the warning level after this frame
     tracks: list[TrackRecord]
+    # The ego vehicle's motion from the image (perception/motion/); null where unknown.
+    ego_speed_mps: float | None = None
+    ego_speed_std_mps: float | None = None
+    ego_yaw_rate_dps: float | None = None  # turning right positive
+    ego_yaw_rate_std_dps: float | None = None
+    ego_stopped: bool | None = None  # the static scene stands still in the image
+    camera_motion_confidence: float | None = None  # 0..1: share of the features agreeing with the warp
 
     def to_dict(self) -> dict[str, Any]:
         out = _Record.to_dict(self)

@@ -120,18 +120,6 @@ class Tracks:
 
 
 @dataclass(slots=True, frozen=True)
-class EgoMotion:
-    """How the ego car moves at a frame (from the camera's motion or the car's telemetry); NaN where unknown.
-    The warning stage bends the ego path by it; without it the path is straight."""
-
-    speed_mps: float = float("nan")
-    speed_std_mps: float = float("nan")
-    yaw_rate_dps: float = float("nan")  # turning right positive
-    yaw_rate_std_dps: float = float("nan")
-    stopped: bool = False
-
-
-@dataclass(slots=True, frozen=True)
 class CollisionWarning:
     """The forward collision warning level and the track that sets it."""
 
@@ -139,6 +127,20 @@ class CollisionWarning:
     track_id: int | None = None
     ttc_s: float | None = None
     dist_m: float | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class EgoMotion:
+    """How the ego car moves at this frame, from the camera's motion in the image (perception/motion/) or
+    the car's own telemetry: NaN or None where unknown (no previous frame, too few features, no camera
+    profile). The warning stage bends the ego path by it; without it the path is straight."""
+
+    speed_mps: float = float("nan")  # ground speed
+    speed_std_mps: float = float("nan")
+    yaw_rate_dps: float = float("nan")  # rotation about the vertical axis, turning right positive
+    yaw_rate_std_dps: float = float("nan")
+    stopped: bool | None = None  # the background stands still in the image
+    camera_motion_confidence: float | None = None  # 0..1: share of the features agreeing with the warp
 
 
 @dataclass(slots=True)
@@ -151,3 +153,4 @@ class FrameResult:
     latency_ms: dict[str, float]  # per stage (events.Stage), plus "e2e" from capture to sink
     warning: CollisionWarning = field(default_factory=CollisionWarning)  # after this frame
     events: list[FcwEvent] = field(default_factory=list)  # what happened at this frame (warning changes)
+    ego: EgoMotion = field(default_factory=EgoMotion)  # the camera's own motion (unknown by default)

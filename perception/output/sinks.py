@@ -19,7 +19,7 @@ import numpy as np
 from perception.core.config import OutputConfig
 from perception.core.errors import PerceptionError
 from perception.core.events import Event, FrameEvent, Stage, TrackRecord, WarningLevel
-from perception.core.types import CollisionWarning, FrameResult
+from perception.core.types import CollisionWarning, EgoMotion, FrameResult
 from perception.output.video import Mp4Writer, describe_os_error
 
 # BGR colours by driving label; labels not listed get a colour from their index.
@@ -164,7 +164,7 @@ class Annotator:
         )
         draw_labels(image, boxes, texts, colours, np.argsort(-rank, kind="stable"), greyed)
         e2e_ms = result.latency_ms.get(Stage.E2E, 0.0)
-        hud = f"frame {result.frame.index}  tracks {len(tracks)}  e2e {e2e_ms:.0f} ms"
+        hud = f"frame {result.frame.index}  tracks {len(tracks)}  e2e {e2e_ms:.0f} ms{ego_hud(result.ego)}"
         (tw, th), _ = cv2.getTextSize(hud, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         cv2.rectangle(image, (0, 0), (tw + 12, th + 12), (0, 0, 0), -1)
         cv2.putText(image, hud, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
@@ -249,6 +249,16 @@ class LineFile:
                 self._fd = None
 
 
+def ego_hud(ego: EgoMotion) -> str:
+    """The ego motion for the video's head-up line: `  stopped`, `  ego 81 km/h +1.2 deg/s`, or nothing."""
+    if ego.stopped:
+        return "  stopped"
+    parts = [f"{ego.speed_mps * 3.6:.0f} km/h"] if math.isfinite(ego.speed_mps) else []
+    if math.isfinite(ego.yaw_rate_dps):
+        parts.append(f"{ego.yaw_rate_dps:+.1f} deg/s")
+    return f"  ego {' '.join(parts)}" if parts else ""
+
+
 def frame_event(result: FrameResult, labels: Sequence[str], class_names: Sequence[str]) -> FrameEvent:
     """The events.jsonl line of one processed frame: its timing and its confirmed tracks."""
     t = result.tracks
@@ -281,7 +291,24 @@ def frame_event(result: FrameResult, labels: Sequence[str], class_names: Sequenc
         tracks=[
             TrackRecord(i, labels[lab], class_names[cls_id], *rest) for i, lab, cls_id, *rest in rows
         ],
+        **_ego_fields(result),
     )
+
+
+def _ego_fields(result: FrameResult) -> dict[str, Any]:
+    """The frame line's ego-motion fields, NaN as null."""
+    ego = result.ego
+    speed, speed_std, yaw, yaw_std = nullable_floats(
+        np.array([ego.speed_mps, ego.speed_std_mps, ego.yaw_rate_dps, ego.yaw_rate_std_dps]), 3
+    )
+    return {
+        "ego_speed_mps": speed,
+        "ego_speed_std_mps": speed_std,
+        "ego_yaw_rate_dps": yaw,
+        "ego_yaw_rate_std_dps": yaw_std,
+        "ego_stopped": ego.stopped,
+        "camera_motion_confidence": ego.camera_motion_confidence,
+    }
 
 
 def nullable_floats(values: Any, digits: int) -> list[float | None]:

@@ -22,6 +22,8 @@ from perception.core.camera_profile import CameraProfile, load_camera_profile
 from perception.core.config import Config
 from perception.core.events import FcwEvent, Stage
 from perception.core.types import CollisionWarning, Detections, EgoMotion, Frame, FrameResult, Tracks
+from perception.motion.camera_motion import CameraMotionEstimator
+from perception.motion.ego import EgoMotionEstimator, GroundCamera
 from perception.threat.camera import LEFT, RIGHT, Camera, Ranging
 from perception.threat.fcw import ForwardCollisionWarning
 from perception.threat.ttc import TTCEstimator
@@ -29,7 +31,8 @@ from perception.track.tracker import Tracker
 
 
 class ObjectTracker(Protocol):
-    """Detections in, confirmed tracks out, driven by timestamps (seconds), not frame counts."""
+    """Detections in, confirmed tracks out, driven by timestamps (seconds), not frame counts. A tracker that
+    also has `apply_camera_motion(warp_2x3)` is given the camera's motion before each update."""
 
     def update(
         self, detections: Detections, t_s: float, unobserved_classes: np.ndarray | None = None
@@ -92,8 +95,14 @@ class FrameProcessor:
         ttc: TimeToCollision | None = None,
         threats: ThreatAssessor | None = None,
         clip_to_frame: bool = True,
+        motion: CameraMotionEstimator | None = None,
+        ego: EgoMotionEstimator | None = None,
     ) -> None:
         self.tracker = tracker
+        self.motion = motion  # camera motion: applied to the tracks (a tracker with apply_camera_motion)
+        self.ego = ego  # ego speed and yaw rate from the camera motion (needs a camera profile)
+        self._ground: GroundCamera | None = None
+        self._last_t_s: float | None = None
         self.clip_to_frame = clip_to_frame  # filtered boxes can overshoot the image: clipped for display,
         # ranging and TTC (a box at the border is cut); MOT scoring keeps the raw estimate
         self.camera_profile = camera_profile
@@ -113,20 +122,38 @@ class FrameProcessor:
         unobserved_classes: np.ndarray | None = None,
         ego: EgoMotion | None = None,
     ) -> FrameResult:
-        """This frame's result; `latency_ms` (the stages so far) gains `track` and `ttc`.
-        `unobserved_classes`: an extra detector's, on frames it skips (their tracks are carried).
-        `ego`: how the car moves at this frame, when known (the warning's path bends with it)."""
+        """This frame's result; `latency_ms` (the stages so far) gains `track` (camera motion included) and
+        `ttc`. `unobserved_classes`: an extra detector's, on frames it skips (their tracks are carried).
+        `ego`: how the car moves, when the car says so (telemetry): used instead of the camera's estimate."""
         latency_ms = {} if latency_ms is None else latency_ms
         t0 = time.monotonic_ns()
         frame_hw = frame.image.shape[:2]
         if frame_hw != self._frame_hw:
             self._restart(frame_hw)
+        measured = self._camera_motion(frame, detections)
+        ego = ego if ego is not None else measured
         tracks = self._track(detections, frame.source_ts_s, frame_hw, unobserved_classes)
         t1 = time.monotonic_ns()
         warning, events = self._assess(tracks, frame, ego)
         latency_ms[Stage.TRACK] = (t1 - t0) / 1e6
         latency_ms[Stage.TTC] = (time.monotonic_ns() - t1) / 1e6
-        return FrameResult(frame, detections, tracks, latency_ms, warning, events)
+        return FrameResult(frame, detections, tracks, latency_ms, warning, events, ego)
+
+    def _camera_motion(self, frame: Frame, detections: Detections) -> EgoMotion:
+        """Measure how the camera moved since the last frame, move the tracks with it, and say what it
+        implies for the ego vehicle."""
+        dt_s = 0.0 if self._last_t_s is None else frame.source_ts_s - self._last_t_s
+        self._last_t_s = frame.source_ts_s
+        if self.motion is None:
+            return EgoMotion()
+        motion = self.motion.estimate(frame.image, detections.boxes_xyxy)
+        apply = getattr(self.tracker, "apply_camera_motion", None)
+        if motion.applied and apply is not None:
+            apply(motion.warp_2x3)
+        if self.ego is not None:
+            return self.ego.estimate(motion, self._ground, dt_s)
+        stopped = None if not motion.trusted else motion.near_flow_px < self.motion.cfg.still_flow_px
+        return EgoMotion(stopped=stopped, camera_motion_confidence=motion.confidence)
 
     def _track(
         self, detections: Detections, t_s: float, frame_hw: tuple[int, int], unobserved: np.ndarray | None
@@ -173,9 +200,14 @@ class FrameProcessor:
                 if part is not None:
                     part.reset()
             self._id_base = self._max_id
+        if self.motion is not None:
+            self.motion.reset()
+        if self.ego is not None:
+            self.ego.reset()
         self._frame_hw = frame_hw
         if self.camera_profile is not None:
-            self._camera = Camera(self.camera_profile, frame_hw)
+            c = self._camera = Camera(self.camera_profile, frame_hw)
+            self._ground = GroundCamera(c.fx, c.fy, c.cx, c.cy, c.pitch_rad, c.height_m)
 
 
 def build_processor(cfg: Config | None = None, threats: bool = True) -> FrameProcessor:
@@ -183,11 +215,14 @@ def build_processor(cfg: Config | None = None, threats: bool = True) -> FramePro
     them (MOT scoring: public detections come without images, and ground truth extends past the border)."""
     cfg = cfg or Config()
     tracker = Tracker(cfg.tracker)
+    motion = CameraMotionEstimator(cfg.motion) if cfg.motion.enabled else None
     if not threats:
-        return FrameProcessor(tracker, clip_to_frame=False)
+        return FrameProcessor(tracker, clip_to_frame=False, motion=motion)
     labels: Sequence[str] = cfg.labels
     return FrameProcessor(
         tracker,
+        motion=motion,
+        ego=EgoMotionEstimator(cfg.motion) if motion is not None and cfg.motion.ego else None,
         camera_profile=load_camera_profile(cfg.camera.profile),
         ranging=Ranging(cfg.ttc, list(labels)),
         ttc=TTCEstimator(cfg.ttc),

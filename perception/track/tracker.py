@@ -152,6 +152,23 @@ class KalmanBank:
     def boxes_xyxy(self) -> np.ndarray:
         return cxcywh_to_xyxy(self.x[:, :4])
 
+    def warp(self, warp_2x3: np.ndarray) -> None:
+        """Move every filter into the next frame's image coordinates after the camera moved by `warp_2x3`
+        (x' = A x + t), as BoT-SORT's multi_gmc: centres and their velocities turn and scale with A, the
+        shift moves the centres only. Sizes and their rates only scale: a box's extent follows the object's
+        roll, not each frame's change of it (growing it by |A| every frame would inflate a coasting box)."""
+        if len(self.x) == 0:
+            return
+        a = np.asarray(warp_2x3, np.float64)[:, :2]
+        scale = float(np.sqrt(abs(np.linalg.det(a))))
+        m = np.zeros((8, 8))
+        m[0:2, 0:2] = m[4:6, 4:6] = a
+        m[2:4, 2:4] = m[6:8, 6:8] = scale * np.eye(2)
+        self.x = self.x @ m.T
+        self.x[:, :2] += np.asarray(warp_2x3, np.float64)[:, 2]
+        self.P = m @ self.P @ np.ascontiguousarray(m.T)
+        np.maximum(self.x[:, 2:4], _MIN_SIZE_PX, out=self.x[:, 2:4])
+
 
 class Tracker:
     """ByteTrack-style multi-object tracker with timestamp-driven Kalman prediction."""
@@ -180,6 +197,12 @@ class Tracker:
     def active_count(self) -> int:
         """Tracks held (tentative, confirmed or lost): bounded by the objects of the last max_lost_s."""
         return len(self._ids)
+
+    def apply_camera_motion(self, warp_2x3: np.ndarray) -> None:
+        """The camera moved by `warp_2x3` (previous frame's pixels to the next frame's) since the last
+        update: call before the next `update`. Prediction then starts from where each object now appears, so
+        a shaking or turning camera does not carry boxes away from their objects."""
+        self._kf.warp(warp_2x3)
 
     def update(
         self, detections: Detections, t_s: float, unobserved_classes: np.ndarray | None = None

@@ -17,8 +17,8 @@ from perception.core.events import (
     WarningLevel,
     parse_event,
 )
-from perception.core.types import CollisionWarning, Detections, Frame, FrameResult, Tracks
-from perception.output.sinks import frame_event
+from perception.core.types import CollisionWarning, Detections, EgoMotion, Frame, FrameResult, Tracks
+from perception.output.sinks import ego_hud, frame_event
 
 KIND = "unit"
 
@@ -69,6 +69,29 @@ def test_frame_line_round_trip() -> None:
     assert second["ttc_s"] is None and second["dist_m"] is None and second["lateral_m"] is None  # unknown
     assert second["truncated"] and not second["lead"] and not second["ttc_plausible"]
     assert parse_event(line) == event
+
+
+def test_frame_line_ego_motion_fields() -> None:
+    """Unknown ego motion is null; a measured one is rounded and reads back; a string is refused."""
+    labels, names = ["pedestrian", "cyclist", "vehicle"], ["person", "bicycle", "car"]
+    unknown = frame_event(a_result(), labels, names).to_dict()
+    ego_keys = ["ego_speed_mps", "ego_speed_std_mps", "ego_yaw_rate_dps", "ego_yaw_rate_std_dps"]
+    ego_keys += ["ego_stopped", "camera_motion_confidence"]
+    assert list(unknown)[-6:] == ego_keys and all(unknown[k] is None for k in ego_keys)
+    result = a_result()
+    result.ego = EgoMotion(9.87654, 0.2, -12.34567, float("nan"), False, 0.93)
+    data = json.loads(json.dumps(frame_event(result, labels, names).to_dict(), allow_nan=False))
+    assert [data[k] for k in ego_keys] == [9.877, 0.2, -12.346, None, False, 0.93]
+    assert parse_event(data) == frame_event(result, labels, names)
+    with pytest.raises(ValueError, match="ego_speed_mps"):
+        parse_event({**data, "ego_speed_mps": "9.9"})
+
+
+def test_ego_motion_on_the_video_line() -> None:
+    assert ego_hud(EgoMotion()) == ""
+    assert ego_hud(EgoMotion(22.5, 1.0, -1.23, 0.1, False, 0.9)) == "  ego 81 km/h -1.2 deg/s"
+    assert ego_hud(EgoMotion(yaw_rate_dps=3.0)) == "  ego +3.0 deg/s"
+    assert ego_hud(EgoMotion(0.0, float("nan"), 0.0, float("nan"), True, 1.0)) == "  stopped"
 
 
 def test_source_events_carry_only_their_state_details() -> None:
