@@ -27,7 +27,9 @@ from perception.core.config import MotionConfig
 from perception.core.types import EgoMotion
 from perception.motion.camera_motion import CameraMotion
 
-_MAX_TURN_RAD = math.radians(15.0)  # per frame: 150 deg/s at 10 fps, beyond any car
+_MAX_YAW_RATE_RPS = math.radians(90.0)  # beyond any car's (a tight U-turn: ~40 deg/s): the turn's range
+_MAX_TURN_FEATURES = 160  # the turn is a 1-D robust fit: a spread-out sample of the features pins it as well
+_MAX_ROAD_FEATURES = 160  # ... and the distance travelled a 2-D one
 _TURN_STEP_RAD = math.radians(0.02)
 _PITCH_FIX_RAD = np.radians(np.arange(-3.0, 3.01, 0.25))
 _HORIZON_MARGIN_PX = 8.0
@@ -106,7 +108,7 @@ class EgoMotionEstimator:
             return EgoMotion(zero, math.nan, zero, math.nan, stopped, conf)
         prev = motion.points_prev.astype(np.float64)
         curr = motion.points_curr.astype(np.float64)
-        psi, psi_std = self._turn(prev, curr, cam)
+        psi, psi_std = self._turn(prev, curr, cam, dt_s)
         yaw, yaw_std = math.degrees(psi) / dt_s, math.degrees(psi_std) / dt_s
         shift = self._shift(prev, curr, cam, psi)
         if shift is None:
@@ -114,13 +116,20 @@ class EgoMotionEstimator:
         d_m, d_std_m = shift
         return EgoMotion(d_m / dt_s, d_std_m / dt_s, yaw, yaw_std, stopped, conf)
 
-    def _turn(self, prev: np.ndarray, curr: np.ndarray, cam: GroundCamera) -> tuple[float, float]:
-        """psi (rad) most features' epipolar planes agree with, and its standard error."""
+    def _turn(
+        self, prev: np.ndarray, curr: np.ndarray, cam: GroundCamera, dt_s: float
+    ) -> tuple[float, float]:
+        """psi (rad) most features' epipolar planes agree with, and its standard error. Searched within what
+        a car can turn in dt_s, on an evenly spread sample of the features (the search costs per feature)."""
+        if len(prev) > _MAX_TURN_FEATURES:
+            pick = np.linspace(0, len(prev) - 1, _MAX_TURN_FEATURES).astype(np.int64)
+            prev, curr = prev[pick], curr[pick]
         r1, r2 = _rays(cam, prev, cam.pitch_rad), _rays(cam, curr, cam.pitch_rad)
         r1 /= np.linalg.norm(r1, axis=1, keepdims=True)
         r2 /= np.linalg.norm(r2, axis=1, keepdims=True)
         # A coarse pass with a wide window finds the basin, a fine one inside it the value.
-        coarse = np.arange(-_MAX_TURN_RAD, _MAX_TURN_RAD + 1e-12, 10 * _TURN_STEP_RAD)
+        max_turn = max(_MAX_YAW_RATE_RPS * dt_s, 20 * _TURN_STEP_RAD)
+        coarse = np.arange(-max_turn, max_turn + 1e-12, 10 * _TURN_STEP_RAD)
         res = self._epipolar_px(r1, r2, coarse, cam.fx)
         best = coarse[int(np.argmin(np.minimum(res**2, (8.0 * self.cfg.ground_px) ** 2).sum(1)))]
         fine = best + np.arange(-20, 21) * _TURN_STEP_RAD
@@ -189,6 +198,9 @@ class EgoMotionEstimator:
         if below.sum() < cfg.min_ground_points:
             return None
         p, q = prev[below], curr[below]
+        if len(p) > _MAX_ROAD_FEATURES:  # the search costs per feature: an evenly spread sample
+            pick = np.linspace(0, len(p) - 1, _MAX_ROAD_FEATURES).astype(np.int64)
+            p, q = p[pick], q[pick]
         pitches = cam.pitch_rad + _PITCH_FIX_RAD  # (P,)
         rays = _rays(cam, p, pitches)  # (P, N, 3)
         on_road = rays[..., 1] > 1e-4
