@@ -33,6 +33,8 @@ class CameraProfile(BaseModel):
     hfov_deg: Annotated[float, Field(gt=1, lt=179)] | None = None
     pitch_deg: Annotated[float, Field(ge=-45, le=45)] | None = None  # positive: looking down
     horizon_frac: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # the car's own hood or dashboard: rows below this share of the height (None: learnt from the video)
+    hood_row_frac: Annotated[float, Field(gt=0, le=1)] | None = None
 
     @model_validator(mode="after")
     def _one_of_each(self) -> CameraProfile:

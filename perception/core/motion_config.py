@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-PosFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, le=1)]
+from perception.core.config_base import Fraction, PosFloat, _Strict
 
 
-class MotionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # as config.py's _Strict
-
+class MotionConfig(_Strict):
     enabled: bool = True
     max_side_px: Annotated[int, Field(ge=64, le=4096)] = 480
     max_features: Annotated[int, Field(ge=8, le=5000)] = 400
@@ -31,3 +28,4 @@ class MotionConfig(BaseModel):
     min_ground_points: Annotated[int, Field(ge=3, le=5000)] = 12
     ground_px: PosFloat = 1.5
     max_ground_dist_m: PosFloat = 40.0
+    own_car_learn_frames: Annotated[int, Field(ge=0, le=100000)] = 50

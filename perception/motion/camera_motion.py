@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from perception.core.config import MotionConfig
+from perception.motion.own_car import OwnCarBand
 
 _IDENTITY = np.eye(2, 3)
 _LK_WINDOW = (15, 15)
@@ -81,12 +82,14 @@ def warp_shift_px(warp_2x3: np.ndarray, frame_hw: tuple[int, int]) -> float:
 class CameraMotionEstimator:
     """Per stream: keeps the previous grey frame and its features; `estimate` once per frame."""
 
-    def __init__(self, cfg: MotionConfig | None = None) -> None:
+    def __init__(self, cfg: MotionConfig | None = None, hood_row_frac: float | None = None) -> None:
         self.cfg = cfg or MotionConfig()
+        self.own_car = OwnCarBand(self.cfg, hood_row_frac)  # the car's own hood: no features from it
         self.reset()
 
     def reset(self) -> None:
         """Forget the previous frame (a new stream, another resolution)."""
+        self.own_car.reset()
         self._prev: np.ndarray | None = None
         self._prev_points: np.ndarray | None = None
         self._scale = 1.0
@@ -107,13 +110,16 @@ class CameraMotionEstimator:
         grey = self._grey(image)
         prev, prev_points = self._prev, self._prev_points
         mask = feature_mask(grey.shape[:2], boxes_xyxy, self._scale, cfg.box_margin_frac)
+        mask[self.own_car.feature_rows(grey.shape[0]) :] = 0
         self._prev = grey
         self._prev_points = self._features(grey, mask)
         if prev is None or prev.shape != grey.shape:
             return CameraMotion()
         if prev_points is None or len(prev_points) < 3:
             return CameraMotion(confidence=0.0)
-        return self._measure(prev, grey, prev_points, image.shape[:2])
+        motion = self._measure(prev, grey, prev_points, image.shape[:2])
+        self.own_car.update(prev, grey, motion.trusted and motion.near_flow_px >= cfg.still_flow_px)
+        return motion
 
     def _features(self, grey: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
         """Corners from the upper and the lower half separately, half the budget each: the strongest ones

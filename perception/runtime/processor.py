@@ -130,6 +130,9 @@ class FrameProcessor:
         frame_hw = frame.image.shape[:2]
         if frame_hw != self._frame_hw:
             self._restart(frame_hw)
+        if self.motion is not None:  # the car's own hood is no road user
+            own = self.motion.own_car.covers(detections.boxes_xyxy, frame_hw[0])
+            detections = detections.subset(~own) if own.any() else detections
         measured = self._camera_motion(frame, detections)
         ego = ego if ego is not None else measured
         tracks = self._track(detections, frame.source_ts_s, frame_hw, unobserved_classes)
@@ -215,7 +218,8 @@ def build_processor(cfg: Config | None = None, threats: bool = True) -> FramePro
     them (MOT scoring: public detections come without images, and ground truth extends past the border)."""
     cfg = cfg or Config()
     tracker = Tracker(cfg.tracker)
-    motion = CameraMotionEstimator(cfg.motion) if cfg.motion.enabled else None
+    profile = load_camera_profile(cfg.camera.profile)
+    motion = CameraMotionEstimator(cfg.motion, profile.hood_row_frac) if cfg.motion.enabled else None
     if not threats:
         return FrameProcessor(tracker, clip_to_frame=False, motion=motion)
     labels: Sequence[str] = cfg.labels
@@ -223,7 +227,7 @@ def build_processor(cfg: Config | None = None, threats: bool = True) -> FramePro
         tracker,
         motion=motion,
         ego=EgoMotionEstimator(cfg.motion) if motion is not None and cfg.motion.ego else None,
-        camera_profile=load_camera_profile(cfg.camera.profile),
+        camera_profile=profile,
         ranging=Ranging(cfg.ttc, list(labels)),
         ttc=TTCEstimator(cfg.ttc),
         threats=ForwardCollisionWarning(cfg.fcw, list(labels)),
