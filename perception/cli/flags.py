@@ -97,6 +97,22 @@ FLAGS: dict[str, Flag] = {
             "source.topic)",
         },
     ),
+    "--telemetry": Flag(
+        ("source", "telemetry"),
+        {
+            "metavar": "FILE",
+            "help": "the car's own speed and turn rate: CSV t_s,speed_mps[,yaw_rate_dps], NMEA or GPX "
+            "(config source.telemetry)",
+        },
+    ),
+    "--telemetry-offset": Flag(
+        ("source", "telemetry_offset_s"),
+        {
+            "type": float,
+            "metavar": "S",
+            "help": "the telemetry's time (from its first record) at the video's first frame (default 0)",
+        },
+    ),
     "--show": Flag(
         ("output", "show"),
         {"action": "store_const", "const": True, "help": "show the annotated frames in a window (q to stop)"},

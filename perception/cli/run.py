@@ -45,6 +45,7 @@ from perception.runtime.pipeline import Pipeline, RunSummary, StageError, Stream
 from perception.runtime.processor import build_processor
 from perception.runtime.streams import StreamSpec, stream_name, stream_specs
 from perception.sources.files import open_source
+from perception.sources.telemetry import load_telemetry
 
 EXIT_SIGINT, EXIT_SIGTERM = interrupts.EXIT_SIGINT, interrupts.EXIT_SIGTERM
 STOP = (signal.SIGINT, signal.SIGTERM)  # the signals that end a run cleanly
@@ -83,7 +84,7 @@ def add_run_command(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--config", help="YAML overriding configs/default.yaml")
     add_flags(run, "--backend", "--mode", "--imgsz", "--conf", "--classes", "--show", "--serve")
-    add_flags(run, "--mqtt", "--foxglove", "--topic")
+    add_flags(run, "--mqtt", "--foxglove", "--topic", "--telemetry", "--telemetry-offset")
     run.add_argument(
         "--fps", type=float, help="frame rate of an image folder (default: seqinfo.ini, else config)"
     )
@@ -117,6 +118,7 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
     model = args.model or cfg.detector.default_model
     with contextlib.ExitStack() as resources:
         opened = _open_sources(resources, cfg, specs, out)
+        _check_telemetry(cfg, opened)
         monitor = _open_monitor(resources, cfg, opened)
         _open_mqtt(resources, cfg, opened)
         _open_foxglove(resources, cfg, opened)
@@ -194,6 +196,24 @@ def _run_into(folder: RunFolder, specs: list[StreamSpec], args: argparse.Namespa
     if stop_signal:
         return interrupts.exit_code(stop_signal[0])
     return 0
+
+
+def _check_telemetry(cfg: Config, opened: list[OpenedStream]) -> None:
+    """Telemetry belongs to one camera, and must cover its video (checked now, before the model loads, as far
+    as the video's length is known; frame by frame during the run)."""
+    if cfg.source.telemetry is None:
+        return
+    if len(opened) > 1:
+        raise PerceptionError("--telemetry: one stream's telemetry, but this run has several streams")
+    telemetry = load_telemetry(cfg.source.telemetry, cfg.source.telemetry_offset_s)
+    first, last = telemetry.span_s
+    source = opened[0].source
+    end = (source.frame_count - 1) / source.fps if source.frame_count else 0.0
+    if first > 0.5 or last < end - 0.5:  # as Telemetry.at holds its first and last records
+        raise PerceptionError(
+            f"telemetry {cfg.source.telemetry} covers {first:.1f}-{last:.1f} s of the video, which runs "
+            f"0.0-{end:.1f} s (align it with --telemetry-offset)"
+        )
 
 
 def _open_sources(

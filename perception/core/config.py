@@ -58,6 +58,8 @@ class SourceConfig(_Strict):
     mode: Literal["fast", "realtime"] = "fast"
     image_folder_fps: PosFloat = 25.0
     topic: Annotated[str, Field(min_length=1)] | None = None
+    telemetry: Annotated[str, Field(min_length=1)] | None = None
+    telemetry_offset_s: float = 0.0
     camera_buffer_size: Annotated[int, Field(ge=1, le=16)] = 1
     open_timeout_s: PosFloat = 10.0
     # live sources (streams, cameras): transport, stall detection, reconnecting, frame age

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
 
 from perception.core.camera_profile import CameraProfile, load_camera_profile
 from perception.core.config import Config
+from perception.core.errors import PerceptionError
 from perception.core.events import FcwEvent, Stage
 from perception.core.types import CollisionWarning, Detections, EgoMotion, Frame, FrameResult, Tracks
 from perception.motion.camera_motion import CameraMotionEstimator
 from perception.motion.ego import EgoMotionEstimator, GroundCamera
+from perception.sources.telemetry import Telemetry, load_telemetry
 from perception.threat.camera import LEFT, RIGHT, Camera, Ranging
 from perception.threat.fcw import ForwardCollisionWarning
 from perception.threat.ttc import TTCEstimator
@@ -97,8 +100,10 @@ class FrameProcessor:
         clip_to_frame: bool = True,
         motion: CameraMotionEstimator | None = None,
         ego: EgoMotionEstimator | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.tracker = tracker
+        self.telemetry = telemetry  # the car's own record of its motion: used instead of the camera's
         self.motion = motion  # camera motion: applied to the tracks (a tracker with apply_camera_motion)
         self.ego = ego  # ego speed and yaw rate from the camera motion (needs a camera profile)
         self._ground: GroundCamera | None = None
@@ -134,7 +139,7 @@ class FrameProcessor:
             own = self.motion.own_car.covers(detections.boxes_xyxy, frame_hw[0])
             detections = detections.subset(~own) if own.any() else detections
         measured = self._camera_motion(frame, detections)
-        ego = ego if ego is not None else measured
+        ego = ego if ego is not None else self._recorded(frame, measured)
         tracks = self._track(detections, frame.source_ts_s, frame_hw, unobserved_classes)
         t1 = time.monotonic_ns()
         warning, events = self._assess(tracks, frame, ego)
@@ -157,6 +162,24 @@ class FrameProcessor:
             return self.ego.estimate(motion, self._ground, dt_s)
         stopped = None if not motion.trusted else motion.near_flow_px < self.motion.cfg.still_flow_px
         return EgoMotion(stopped=stopped, camera_motion_confidence=motion.confidence)
+
+    def _recorded(self, frame: Frame, measured: EgoMotion) -> EgoMotion:
+        """The telemetry's ego motion at this frame (a turn rate it lacks from the camera), else the camera's
+        estimate; a frame the telemetry does not cover is an error (telemetry and video misaligned)."""
+        if self.telemetry is None:
+            return measured
+        told = self.telemetry.at(frame.source_ts_s)
+        if told is None:
+            first, last = self.telemetry.span_s
+            raise PerceptionError(
+                f"telemetry {self.telemetry.path} covers {first:.1f}-{last:.1f} s of the video, not frame "
+                f"{frame.index} at {frame.source_ts_s:.2f} s (align it with --telemetry-offset)"
+            )
+        if np.isnan(told.yaw_rate_dps):
+            told = replace(
+                told, yaw_rate_dps=measured.yaw_rate_dps, yaw_rate_std_dps=measured.yaw_rate_std_dps
+            )
+        return replace(told, camera_motion_confidence=measured.camera_motion_confidence)
 
     def _track(
         self, detections: Detections, t_s: float, frame_hw: tuple[int, int], unobserved: np.ndarray | None
@@ -227,6 +250,9 @@ def build_processor(cfg: Config | None = None, threats: bool = True) -> FramePro
         tracker,
         motion=motion,
         ego=EgoMotionEstimator(cfg.motion) if motion is not None and cfg.motion.ego else None,
+        telemetry=load_telemetry(cfg.source.telemetry, cfg.source.telemetry_offset_s)
+        if cfg.source.telemetry
+        else None,
         camera_profile=profile,
         ranging=Ranging(cfg.ttc, list(labels)),
         ttc=TTCEstimator(cfg.ttc),
