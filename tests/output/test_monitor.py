@@ -133,7 +133,7 @@ def result(index: int, level: WarningLevel = WarningLevel.NONE, events: list | N
 
 def fcw(level: WarningLevel, previous: WarningLevel) -> FcwEvent:
     return FcwEvent(
-        level.label, previous.label, 3, 2.5, 18.0, "lead", 0.2, 0.0, False, frame=0, source_ts_s=0.0
+        level.label, previous.label, 3, 2.5, 18.0, "lead", 0.2, 0.0, False, 4.5, frame=0, source_ts_s=0.0
     )
 
 
