@@ -33,6 +33,8 @@ def read_mapping(path: Path, what: str) -> dict[str, Any]:
         raise PerceptionError(f"{what} {path}: invalid YAML{where}: {problem}") from None
     except RecursionError:
         raise PerceptionError(f"{what} {path}: nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # PyYAML's own constructors, e.g. `0b_` read as a binary int
+        raise PerceptionError(f"{what} {path}: invalid YAML value: {' '.join(str(exc).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -123,6 +123,9 @@ def test_the_defaults_with_one_value_changed(scratch: Path, line: int, value: st
         ("source: &s\n  mode: *s\n", "cannot be read as plain values"),
         ("camera:\n  profile: nowhere\n", "camera.profile: camera profile not found: nowhere"),
         ('"a\\nb": 1\n', "unknown config key: 'a\\nb'"),  # a key with a line break, quoted
+        # found by the random YAML below: PyYAML's int constructor raises ValueError on these
+        ("0b_", "invalid YAML value: invalid literal for int() with base 2"),
+        ("source:\n  mode: 0x_\n", "invalid YAML value: invalid literal for int() with base 16"),
     ],
 )
 def test_strict_values(scratch: Path, text: str, needle: str) -> None:
