@@ -3,10 +3,11 @@ boxes, warning and latency beside the camera image, scrubbed and plotted.
 
 Per stream: `/STREAM/image` (foxglove.CompressedImage: the raw frame as JPEG, at most `mcap_image_hz` in scene
 time and `mcap_image_max_width` wide), `/STREAM/annotations` (foxglove.ImageAnnotations: a box and a label
-with id, distance and TTC per track, in the image's pixels), `/STREAM/fcw` (the warning level) and
-`/STREAM/latency` (per-stage milliseconds): each message stamped with the frame's `source_ts_s`. Messages are
-JSON with JSON-schema schemas, so nothing needs protobuf. Chunks are small and each goes to the OS whole, so
-a killed run leaves a file readable up to its last chunk.
+with id, distance and TTC per track, in the image's pixels), `/STREAM/fcw` (the warning level),
+`/STREAM/latency` (per-stage milliseconds) and `/STREAM/ego` (the ego's speed and turn rate, as events.jsonl
+gives them): each message stamped with the frame's `source_ts_s`. Messages are JSON with JSON-schema
+schemas, so nothing needs protobuf. Chunks are small and each goes to the OS whole, so a killed run leaves a
+file readable up to its last chunk.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import cv2
 from perception.core.config import OutputConfig
 from perception.core.errors import PerceptionError
 from perception.core.types import FrameResult
+from perception.output.sinks import ego_fields
 from perception.output.video import describe_os_error
 
 _TIME = {
@@ -93,6 +95,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "tracks": {"type": "integer"},
         },
     },
+    "perception.Ego": {
+        "title": "perception.Ego",
+        "type": "object",
+        "description": "the ego car's motion, as the frame lines of events.jsonl give it (null: unknown)",
+        "properties": {
+            "ego_speed_mps": {"type": ["number", "null"]},
+            "ego_speed_std_mps": {"type": ["number", "null"]},
+            "ego_yaw_rate_dps": {"type": ["number", "null"], "description": "turning right positive"},
+            "ego_yaw_rate_std_dps": {"type": ["number", "null"]},
+            "ego_stopped": {"type": ["boolean", "null"]},
+            "camera_motion_confidence": {"type": ["number", "null"]},
+        },
+    },
     "perception.Latency": {
         "title": "perception.Latency",
         "type": "object",
@@ -101,7 +116,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 TOPICS = {"image": "foxglove.CompressedImage", "annotations": "foxglove.ImageAnnotations"}
-TOPICS |= {"fcw": "perception.Warning", "latency": "perception.Latency"}
+TOPICS |= {"fcw": "perception.Warning", "latency": "perception.Latency", "ego": "perception.Ego"}
 _LEVEL_RGBA = {0: (0.2, 0.8, 0.3, 1.0), 1: (1.0, 0.75, 0.0, 1.0), 2: (1.0, 0.1, 0.1, 1.0)}
 _WHITE, _BLACK_BG = {"r": 1, "g": 1, "b": 1, "a": 1}, {"r": 0, "g": 0, "b": 0, "a": 0.6}
 
@@ -270,6 +285,8 @@ class FoxgloveStreamSink:
             warning = {"level": int(w.level), "label": w.level.label, "track_id": w.track_id}
             warning |= {"ttc_s": w.ttc_s, "dist_m": w.dist_m, "tracks": len(result.tracks)}
             add(channels["fcw"], ns, warning)
+        if wants(channels["ego"]):
+            add(channels["ego"], ns, ego_fields(result.ego))
         if wants(channels["latency"]):
             latency = {str(getattr(k, "value", k)): round(v, 3) for k, v in result.latency_ms.items()}
             add(channels["latency"], ns, latency)

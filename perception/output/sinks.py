@@ -291,13 +291,12 @@ def frame_event(result: FrameResult, labels: Sequence[str], class_names: Sequenc
         tracks=[
             TrackRecord(i, labels[lab], class_names[cls_id], *rest) for i, lab, cls_id, *rest in rows
         ],
-        **_ego_fields(result),
+        **ego_fields(result.ego),
     )
 
 
-def _ego_fields(result: FrameResult) -> dict[str, Any]:
-    """The frame line's ego-motion fields, NaN as null."""
-    ego = result.ego
+def ego_fields(ego: EgoMotion) -> dict[str, Any]:
+    """The frame line's ego-motion fields (also run.mcap's ego channel), NaN as null."""
     speed, speed_std, yaw, yaw_std = nullable_floats(
         np.array([ego.speed_mps, ego.speed_std_mps, ego.yaw_rate_dps, ego.yaw_rate_std_dps]), 3
     )

@@ -23,7 +23,7 @@ from tests.helpers import assert_one_line_error, free_port, read_events, run_cli
 KIND = "integration"
 SMALL = "detector:\n  backend: onnxruntime\n  input_size: [256, 448]\noutput:\n  video: false\n"
 KINDS = {"image": "foxglove.CompressedImage", "annotations": "foxglove.ImageAnnotations"}
-KINDS |= {"fcw": "perception.Warning", "latency": "perception.Latency"}
+KINDS |= {"fcw": "perception.Warning", "latency": "perception.Latency", "ego": "perception.Ego"}
 
 
 def test_a_client_subscribes_and_receives_annotated_frames(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def test_a_run_records_every_frame_on_every_channel(tmp_path: Path) -> None:
         channels = {c.topic: c for c in summary.channels.values()}
         stream = video.stem
         kinds = {"image": "CompressedImage", "annotations": "ImageAnnotations", "fcw": "Warning"}
-        kinds["latency"] = "Latency"
+        kinds |= {"latency": "Latency", "ego": "Ego"}
         assert sorted(channels) == sorted(f"/{stream}/{k}" for k in kinds)
         for kind, schema in kinds.items():
             channel = channels[f"/{stream}/{kind}"]
@@ -72,6 +72,10 @@ def test_a_run_records_every_frame_on_every_channel(tmp_path: Path) -> None:
         assert record["label"] == frame["fcw"] and record["tracks"] == len(frame["tracks"])
         levels.append(record["label"])
     assert {"caution", "warning"} <= set(levels)
+    for message in by_topic["ego"]:  # the ego motion as the frame lines say it
+        record, frame = json.loads(message.data), by_time[message.log_time]
+        ego = {k: v for k, v in frame.items() if k.startswith("ego_") or k == "camera_motion_confidence"}
+        assert record == ego and len(ego) == 6
     for message in by_topic["annotations"]:
         record, frame = json.loads(message.data), by_time[message.log_time]
         assert len(record["points"]) == len(record["texts"]) == len(frame["tracks"])
