@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from perception.core.config_base import _Strict
 
 _URL = re.compile(r"(mqtts?)://(\[[0-9A-Fa-f:.]+\]|[^/:\s\[\]@]+)(?::(\d{1,5}))?(?:/(.*))?")
 _TOPIC_LEVELS = re.compile(r"[^+#\x00]+(/[^+#\x00]+)*")
@@ -41,9 +43,7 @@ def parse_mqtt_url(text: str) -> MqttTarget:
     return MqttTarget(host.strip("[]"), number, tls, prefix)
 
 
-class MqttConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class MqttConfig(_Strict):
     url: str | None = None
     prefix: Annotated[str, Field(min_length=1, max_length=200)] = "perception"
     client_id: Annotated[str, Field(max_length=128)] = ""
