@@ -18,7 +18,7 @@ from perception.core.config import MotionConfig
 from perception.motion.own_car import OwnCarBand
 
 _IDENTITY = np.eye(2, 3)
-_LK_WINDOW = (15, 15)
+_LK_WINDOW = (11, 11)
 _LK_LEVELS = 3
 _LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03)
 
