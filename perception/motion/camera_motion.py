@@ -110,7 +110,7 @@ class CameraMotionEstimator:
         grey = self._grey(image)
         prev, prev_points = self._prev, self._prev_points
         mask = feature_mask(grey.shape[:2], boxes_xyxy, self._scale, cfg.box_margin_frac)
-        mask[self.own_car.feature_rows(grey.shape[0]) :] = 0
+        self.own_car.clear_features(mask)  # the car's own hood, burnt-in text: not the scene
         self._prev = grey
         self._prev_points = self._features(grey, mask)
         if prev is None or prev.shape != grey.shape:
