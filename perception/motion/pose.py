@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+_MAX_ROTATION_RAD = math.radians(20.0)  # between two frames, about any axis: a car does not turn so far
+_MIN_SPREAD = 0.05  # the agreeing features' narrow extent over their wide one, at least
 _MAX_FEATURES = 300  # the solver's cost grows with the features: an evenly spread sample pins it as well
 
 
@@ -88,7 +90,12 @@ def relative_pose(
     ok = mask.ravel() > 0
     if ok.sum() < min_inliers:
         return None
+    spans = np.linalg.svd(x1[ok] - x1[ok].mean(axis=0), compute_uv=False)
+    if spans[1] < _MIN_SPREAD * spans[0]:
+        return None  # features along one line (a kerb on a blank frame): any motion fits them
     rotation, travel = _car_solution(e)
+    if (np.trace(rotation) - 1) / 2 < math.cos(_MAX_ROTATION_RAD):
+        return None  # degenerate (features on a line, one plane seen edge-on): no camera turns so far
     r1, r2 = cam.rays(x1[ok]), cam.rays(x2[ok])
     sigma_px = math.sqrt(float(np.mean(sampson_px(e, r1, r2, cam.fx)[0] ** 2)))
     parallax_px = float(np.median(np.linalg.norm(cam.pixels(r1 @ rotation.T) - x2[ok], axis=1)))

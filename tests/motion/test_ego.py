@@ -137,3 +137,12 @@ def test_unknown_without_a_previous_frame_or_a_camera() -> None:
     assert (
         math.isnan(no_camera.speed_mps) and math.isnan(no_camera.yaw_rate_dps) and no_camera.stopped is False
     )
+
+
+def test_degenerate_features_give_no_motion() -> None:
+    """Features all on one image line (a blank frame but for a kerb): the essential matrix is anything;
+    no rotation a car could make comes out of it, and the ego motion stays unknown rather than wrong."""
+    from perception.motion.pose import relative_pose
+
+    line = np.column_stack((np.arange(40.0) * 10, np.full(40, 200.0)))
+    assert relative_pose(line, line + 0.01, CAM, 1.5, 25) is None
