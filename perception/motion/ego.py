@@ -76,8 +76,9 @@ class EgoMotionEstimator:
         if pose is None:
             return unknown
         p, q = prev[pose.inliers], curr[pose.inliers]
-        rotation, cov, travel, normal = self._car_motion(pose, cam, p, q, dt_s)
-        psi, psi_std = self._turn(rotation, cov, travel, normal, cam, p, q)
+        r1, r2 = cam.rays(p), cam.rays(q)
+        rotation, cov, travel, normal = self._car_motion(pose, cam, r1, r2, dt_s)
+        psi, psi_std = self._turn(rotation, cov, travel, normal, r1, r2, cam.fx)
         if abs(psi) > _MAX_YAW_RATE_RPS * dt_s:
             return unknown  # no car turns so fast: a wrong solution
         yaw, yaw_std = math.degrees(psi) / dt_s, math.degrees(psi_std) / dt_s
@@ -88,11 +89,11 @@ class EgoMotionEstimator:
         return EgoMotion(d_m / dt_s, d_std_m / dt_s, yaw, yaw_std, stopped, conf)
 
     def _car_motion(
-        self, pose: RelativePose, cam: GroundCamera, p: np.ndarray, q: np.ndarray, dt_s: float
+        self, pose: RelativePose, cam: GroundCamera, r1: np.ndarray, r2: np.ndarray, dt_s: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The rotation (and its covariance), direction of travel and road normal of a car's motion: the
-        measured travel where a car can have it (the road's tilt learnt from it), else the chord of the
-        turn."""
+        """The rotation (and its covariance), direction of travel and road normal of a car's motion from
+        the inliers' rays r1 -> r2: the measured travel where a car can have it (the road's tilt learnt
+        from it), else the chord of the turn."""
         # The tilt changes (a nod lasts a fraction of a second): what was learnt fades, to the profile's.
         self._tilt_info = max(self._tilt_info * math.exp(-dt_s / _TILT_MEMORY_S), _PROFILE_TILT_INFO)
         normal = self._road_normal(cam)
@@ -105,7 +106,6 @@ class EgoMotionEstimator:
             travel = _chord(normal, psi)
         # The essential matrix's rotation goes with its own travel; for the chord it is refitted.
         passes = 1 if travel is pose.travel else 3
-        r1, r2 = cam.rays(p), cam.rays(q)
         rotation, cov = rotation_given(travel, pose.rotation, r1, r2, cam.fx, self.cfg.ground_px, passes)
         return rotation, cov, travel, normal
 
@@ -115,16 +115,15 @@ class EgoMotionEstimator:
         cov: np.ndarray,
         travel: np.ndarray,
         normal: np.ndarray,
-        cam: GroundCamera,
-        p: np.ndarray,
-        q: np.ndarray,
+        r1: np.ndarray,
+        r2: np.ndarray,
+        fx: float,
     ) -> tuple[float, float]:
         """The turn (rad) and its standard deviation: the features' noise, and the turn's share of the
         travel's own uncertainty (a sideslip anywhere within the gate)."""
-        r1, r2 = cam.rays(p), cam.rays(q)
         psi = _turn_about(rotation, normal)
         slid = cv2.Rodrigues(normal * _SLIDE_RAD)[0] @ travel
-        moved, _ = rotation_given(slid, rotation, r1, r2, cam.fx, self.cfg.ground_px, passes=1)
+        moved, _ = rotation_given(slid, rotation, r1, r2, fx, self.cfg.ground_px, passes=1)
         coupling = (_turn_about(moved, normal) - psi) / _SLIDE_RAD
         var = float(normal @ cov @ normal) + (coupling * _SIDESLIP_RAD) ** 2 / 3
         return psi, math.sqrt(max(var, 0.0))
