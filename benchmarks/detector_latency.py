@@ -36,10 +36,11 @@ CONFIGS = [
 ]
 
 
-def read_frames(path: Path) -> list[np.ndarray]:
+def read_frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    """The clip's frames in memory (the first `limit` of them): timing starts after decoding."""
     cap = cv2.VideoCapture(str(path))
     frames = []
-    while True:
+    while limit is None or len(frames) < limit:
         ok, image = cap.read()
         if not ok:
             break

@@ -24,8 +24,8 @@ import statistics
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
+from detector_latency import read_frames  # benchmarks/: the clip decoded into memory
 
 from perception.core.config import Config, MotionConfig, load_config
 from perception.core.types import Detections
@@ -34,18 +34,6 @@ from perception.eval.shake import STRENGTHS, score, shake, shake_transforms, tra
 from perception.motion import CameraMotionEstimator
 
 ASSETS = Path(os.environ.get("PERCEPTION_ASSETS", Path(__file__).resolve().parents[2] / "shared"))
-
-
-def read_clip(path: Path, limit: int | None) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while limit is None or len(frames) < limit:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
-    return frames
 
 
 def track_byte(dets: list[Detections]) -> np.ndarray:
@@ -91,7 +79,7 @@ def main() -> None:
         "compensated": cfg,
         "uncompensated": Config(**{**dict(cfg), "motion": MotionConfig(enabled=False)}),
     }
-    original = read_clip(args.clip, args.frames)
+    original = read_frames(args.clip, args.frames)
     hw, fps = original[0].shape[:2], 25.0
     detector = create_detector(args.model, cfg)
     try:

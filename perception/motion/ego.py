@@ -76,7 +76,7 @@ class EgoMotionEstimator:
         if pose is None:
             return unknown
         p, q = prev[pose.inliers], curr[pose.inliers]
-        r1, r2 = cam.rays(p), cam.rays(q)
+        r1, r2 = pose.rays_prev, pose.rays_curr
         rotation, cov, travel, normal = self._car_motion(pose, cam, r1, r2, dt_s)
         psi, psi_std = self._turn(rotation, cov, travel, normal, r1, r2, cam.fx)
         if abs(psi) > _MAX_YAW_RATE_RPS * dt_s:

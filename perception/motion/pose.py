@@ -37,10 +37,6 @@ class GroundCamera:
     height_m: float
 
     @property
-    def horizon_v(self) -> float:
-        return self.cy - self.fy * math.tan(self.pitch_rad)
-
-    @property
     def matrix(self) -> np.ndarray:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
@@ -65,6 +61,8 @@ class RelativePose:
     rotation: np.ndarray  # R (3, 3)
     travel: np.ndarray  # m (3,): unit direction of travel, previous frame's camera coordinates
     inliers: np.ndarray  # (N,) bool over the features given: those it explains
+    rays_prev: np.ndarray  # (n, 3) the inliers' rays in the previous frame, z = 1, in feature order
+    rays_curr: np.ndarray  # (n, 3) ... and in this one
     sigma_px: float  # their distance from their epipolar lines (Sampson), RMS
     parallax_px: float  # their median flow once the rotation is taken out: how well the travel is pinned
 
@@ -101,7 +99,7 @@ def relative_pose(
     parallax_px = float(np.median(np.linalg.norm(cam.pixels(r1 @ rotation.T) - x2[ok], axis=1)))
     inliers = np.zeros(len(prev), bool)
     inliers[pick[ok]] = True
-    return RelativePose(rotation, travel, inliers, sigma_px, parallax_px)
+    return RelativePose(rotation, travel, inliers, r1, r2, sigma_px, parallax_px)
 
 
 def _car_solution(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
